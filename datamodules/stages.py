@@ -1,0 +1,181 @@
+"""The WebDataset pipeline stages of the talking-head loader, each a plain generator over samples.
+
+Order: EpochShards (which shards this rank and worker read this epoch) -> tar members -> samples
+-> decode (corrupt ones skipped and counted) -> shuffle buffer -> audio/AU window -> exact count
+(every reader yields the same number, so every DDP rank runs the same number of batches) -> batches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from hm_talker.preprocess.shards import decode_image, decode_npy
+
+log = logging.getLogger("hm_talker")
+
+
+def rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def worker_slot() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (info.id, info.num_workers) if info else (0, 1)
+
+
+def assign_shards(sizes: list[int], readers: int, order: list[int]) -> list[list[int]]:
+    """Balance shards over readers (largest first, each to the least-loaded reader).
+
+    Ties between equal-sized shards are broken by `order` (a per-epoch shuffle), so which shard a
+    reader gets changes every epoch while the per-reader sample counts never do.
+    """
+    rank_in_order = {s: i for i, s in enumerate(order)}
+    by_size = sorted(range(len(sizes)), key=lambda s: (-sizes[s], rank_in_order[s]))
+    load, out = [0] * readers, [[] for _ in range(readers)]
+    for s in by_size:
+        r = min(range(readers), key=lambda j: (load[j], j))
+        out[r].append(s)
+        load[r] += sizes[s]
+    return out
+
+
+def reader_quota(sizes: list[int], readers: int) -> int:
+    """Samples every reader yields per epoch: the smallest reader load (epoch-independent)."""
+    parts = assign_shards(sizes, readers, list(range(len(sizes))))
+    return min(sum(sizes[s] for s in p) for p in parts)
+
+
+def reader_slot() -> tuple[int, int]:
+    """(this reader's index, number of readers) over all ranks and their loader workers."""
+    rank, world = rank_world()
+    wid, nw = worker_slot()
+    return rank * nw + wid, world * nw
+
+
+class EpochShards(torch.utils.data.IterableDataset):
+    """Source stage: yields {'url': shard} for this (rank, worker) in a per-epoch shuffled order.
+
+    With `stride` (fewer shards than readers), every reader gets every shard in the same order and
+    `stride_samples` keeps each reader's share of the samples instead.
+    """
+
+    def __init__(self, urls: list[str], sizes: list[int], seed: int, epoch, stride: bool = False):
+        self.urls, self.sizes, self.seed, self.epoch, self.stride = urls, sizes, seed, epoch, stride
+
+    def __iter__(self) -> Iterator[dict]:
+        rank, world = rank_world()
+        wid, nw = worker_slot()
+        epoch = int(self.epoch.value)
+        order = list(range(len(self.urls)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        if self.stride:
+            for s in order:
+                yield {"url": self.urls[s]}
+            return
+        mine = assign_shards(self.sizes, world * nw, order)[rank * nw + wid]
+        random.Random(self.seed + 7919 * (epoch + 1) + rank * nw + wid).shuffle(mine)
+        for s in mine:
+            yield {"url": self.urls[s]}
+
+
+def stride_samples(samples: Iterable[dict]) -> Iterator[dict]:
+    """Keep samples i with i % readers == reader (all readers see the same sample sequence)."""
+    me, readers = reader_slot()
+    for i, s in enumerate(samples):
+        if i % readers == me:
+            yield s
+
+
+class CorruptCounter:
+    """webdataset handler and decode guard: skip a bad sample, count it, warn, keep going."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, exc: Exception) -> bool:
+        self.count += 1
+        log.warning("skipped a corrupt sample (%d so far in this reader): %s", self.count, exc)
+        return True
+
+
+def decode(samples: Iterable[dict], counter: CorruptCounter) -> Iterator[dict]:
+    for s in samples:
+        try:
+            yield decode_sample(s)
+        except Exception as exc:  # any undecodable member: counted and skipped, never fatal
+            counter(ValueError(f"{s.get('__url__', '?')}:{s.get('__key__', '?')}: {exc}"))
+
+
+def decode_sample(s: dict) -> dict:
+    img_key = "image.jpg" if "image.jpg" in s else "image.png"
+    img = decode_image(s[img_key])
+    masks = decode_image(s["masks.png"])
+    meta = json.loads(s["meta.json"])
+    return {
+        "image": torch.from_numpy(img).permute(2, 0, 1).float().div_(255),  # [3, H, W]
+        "masks": torch.from_numpy(masks).permute(2, 0, 1).float().div_(255),  # [3, H, W] face, lips, mouth
+        "landmarks": torch.from_numpy(decode_npy(s["landmarks.npy"])),  # [478, 3]
+        "aus": torch.from_numpy(decode_npy(s["aus.npy"])),  # [17]
+        "extrinsics": torch.from_numpy(decode_npy(s["extrinsics.npy"])),  # [4, 4]
+        "intrinsics": torch.from_numpy(decode_npy(s["intrinsics.npy"])),  # [3, 3]
+        "audio": torch.from_numpy(decode_npy(s["audio.npy"])),  # [k, D]
+        "frame": int(meta["frame"]),
+        "clip": int(meta["clip"]),
+    }
+
+
+class Windows:
+    """Adds the audio-feature and AU windows around each frame, cut at the clip's edges."""
+
+    def __init__(self, audio: np.ndarray, aus: np.ndarray, clip_ids: np.ndarray, window: int):
+        self.audio, self.aus, self.window = audio, aus, window
+        edges = np.flatnonzero(np.diff(clip_ids)) + 1
+        starts = np.concatenate([[0], edges])
+        ends = np.concatenate([edges, [len(clip_ids)]])
+        self.lo, self.hi = starts[clip_ids], ends[clip_ids] - 1
+
+    def indices(self, frame: int) -> np.ndarray:
+        """Frames frame - W/2 .. frame + W/2 - 1, repeating the clip's first/last frame at its edges."""
+        idx = np.arange(frame - self.window // 2, frame - self.window // 2 + self.window)
+        return np.clip(idx, self.lo[frame], self.hi[frame])
+
+    def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
+        for s in samples:
+            idx = self.indices(s["frame"])
+            s["audio_window"] = torch.from_numpy(self.audio[idx])  # [W, k, D]
+            s["aus_window"] = torch.from_numpy(self.aus[idx])  # [W, 17]
+            yield s
+
+
+def exact_count(samples: Iterable[dict], quota: int, reserve: int = 8) -> Iterator[dict]:
+    """Yield exactly `quota` samples: stop early when there are more, and when corrupt samples left
+    fewer, repeat recent good ones (a DDP rank that ran short would hang the others)."""
+    recent: list[dict] = []
+    n = 0
+    for s in samples:
+        if n == quota:
+            return
+        yield s
+        n += 1
+        recent = (recent + [s])[-reserve:]
+    if n < quota and recent:
+        log.warning("reader ran %d samples short (corrupt data): repeating recent samples", quota - n)
+    i = 0
+    while n < quota and recent:
+        yield recent[i % len(recent)]
+        n, i = n + 1, i + 1
+
+
+def collate(samples: list[dict]) -> dict:
+    out = {}
+    for k in samples[0]:
+        v = [s[k] for s in samples]
+        out[k] = torch.stack(v) if torch.is_tensor(v[0]) else torch.tensor(v)
+    return out

@@ -1,0 +1,89 @@
+"""The `hm-talker` command: one subcommand per job; bad input is one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hm_talker.errors import InputError
+
+
+def _add_preprocess(sub):
+    p = sub.add_parser("preprocess", help="videos of one identity -> WebDataset shards")
+    p.add_argument("videos", nargs="+", help="mp4 file(s) or folder(s) of one identity")
+    p.add_argument("--out", required=True, help="output directory (one per identity)")
+    p.add_argument("--audio", help="speech file to use instead of the video's sound track")
+    p.add_argument("--size", type=int, default=512, help="output frame side in pixels (default 512)")
+    p.add_argument("--audio-features", default="mel", choices=["mel", "hubert", "wav2vec2"])
+    p.add_argument("--audio-model", default="", help="local HuBERT / wav2vec2 weights folder")
+    p.add_argument("--openface-csv", default="", help="OpenFace CSV whose AU*_r columns to import")
+    p.add_argument("--image-format", default="jpg", choices=["jpg", "png"])
+    p.add_argument("--shard-frames", type=int, default=200, help="frames per shard at most")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help=argparse.SUPPRESS)
+    p.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import preprocess
+
+    videos = [v for v in args.videos if "=" not in v]
+    overrides = [v for v in args.videos if "=" in v]
+    cfg = PreprocessConfig(size=args.size, audio_features=args.audio_features,
+                           audio_model=args.audio_model, openface_csv=args.openface_csv,
+                           image_format=args.image_format, shard_frames=args.shard_frames)
+    if overrides:
+        from omegaconf import OmegaConf
+
+        from hm_talker.config_utils import merge_overrides
+        cfg = OmegaConf.to_object(merge_overrides(OmegaConf.structured(cfg), overrides))
+    if args.size < 32:
+        raise InputError(None, f"--size {args.size} is too small (at least 32)")
+    m = preprocess(videos, args.out, cfg, audio=args.audio)
+    print(f"{args.out}: {m['num_frames']} frames ({m['splits']['train']} train, {m['splits']['val']} val) "
+          f"in {len(m['shards']['train']) + len(m['shards']['val'])} shards")
+    return 0
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="synthetic clip -> shards (-> model -> driven video), all offline")
+    p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    p.add_argument("--seconds", type=float, default=12.0, help="length of the synthetic clip")
+    p.add_argument("--size", type=int, default=128, help="frame side of the demo (small for the CPU)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from hm_talker.demo import run_demo
+
+    run_demo(args.out, seconds=args.seconds, size=args.size)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hm-talker", description=__doc__)
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_preprocess(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="hm-talker: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"hm-talker: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hm-talker: interrupted (finished work is kept; run the same command to resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Evaluation metrics of HM-Talker, defined once so every table means the same thing.
+
+Modules: :mod:`.image` (PSNR, SSIM, LPIPS, full frame and face region), :mod:`.landmark` (LMD),
+:mod:`.au` (AUE), :mod:`.sync` (Sync-C / Sync-D / AV offset with SyncNet) and
+:mod:`.lpips_weights` (offline AlexNet backbone for LPIPS). Each module's docstring is the
+definition of its metrics. :func:`score_frames` runs all of them on one clip.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .au import aue
+from .image import (PSNR_CAP_DB, lpips_distance, lpips_face, psnr, psnr_face, ssim,
+                    ssim_face)
+from .landmark import MEDIAPIPE_LIP_INDICES, lmd
+from .sync import compute_sync, sync_scores
+
+METRIC_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue",
+               "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset", "num_frames")
+
+
+def _finite_or_none(value):
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, target_mouth_landmarks=None,
+                 pred_aus=None, target_aus=None, audio=None, sample_rate: int = 16000,
+                 syncnet_weights=None, *, sync_frames=None, lmd_reference_size=None,
+                 device=None) -> dict:
+    """Score one generated clip against its ground truth.
+
+    Args (shapes):
+        pred, target: ``[T, H, W, 3]`` uint8 RGB frames (25 fps).
+        face_masks: ``[T, H, W]`` (or ``[H, W]``) face masks for the ``*_face`` metrics.
+        pred_mouth_landmarks, target_mouth_landmarks: ``[T, M, 2]`` pixel coordinates in the
+            frames (normally :data:`MEDIAPIPE_LIP_INDICES`), for LMD.
+        pred_aus, target_aus: ``[T, 17]`` OpenFace-order AU intensities, for AUE.
+        audio: mono waveform ``[N]`` (float in [-1, 1] or int16) at ``sample_rate``, for sync.
+        syncnet_weights: path of ``syncnet_v2.model`` (else ``$HM_TALKER_SYNCNET_WEIGHTS``).
+        sync_frames: ``[T, h, w, 3]`` face crops for SyncNet; default ``pred`` (right when the
+            frames already are face crops, as with HM-Talker's head renders).
+        lmd_reference_size: ``(H, W)`` or int to report LMD at; default the frames' own size.
+        device: torch device for PSNR/SSIM/LPIPS (default: CUDA if available).
+
+    Returns:
+        dict with :data:`METRIC_KEYS` (floats; ``av_offset`` and ``num_frames`` ints; None where a
+        metric could not be computed) and ``notes``: ``{key: reason}`` for every None.
+    """
+    if np.shape(pred) != np.shape(target):
+        raise ValueError(f"pred {np.shape(pred)} and target {np.shape(target)} differ in shape")
+    if len(np.shape(pred)) != 4:
+        raise ValueError(f"frames must be [T, H, W, 3], got {np.shape(pred)}")
+    num_frames, height, width = (int(s) for s in np.shape(pred)[:3])
+    out: dict = {k: None for k in METRIC_KEYS}
+    notes: dict[str, str] = {}
+    out["num_frames"] = num_frames
+
+    out["psnr"] = psnr(pred, target, device=device)
+    out["ssim"] = ssim(pred, target, device=device)
+    try:
+        out["lpips"] = lpips_distance(pred, target, device=device)
+    except Exception as exc:  # missing backbone must not cost the other numbers
+        notes["lpips"] = f"LPIPS unavailable: {exc}"
+
+    if face_masks is None:
+        for key in ("psnr_face", "ssim_face", "lpips_face"):
+            notes[key] = "no face_masks given"
+    else:
+        out["psnr_face"] = psnr_face(pred, target, face_masks, device=device)
+        out["ssim_face"] = ssim_face(pred, target, face_masks, device=device)
+        if "lpips" in notes:
+            notes["lpips_face"] = notes["lpips"]
+        else:
+            out["lpips_face"] = lpips_face(pred, target, face_masks, device=device)
+        for key, why in (("psnr_face", "every face mask is empty"),
+                         ("ssim_face", "no face box of at least 11 px"),
+                         ("lpips_face", "no face box of at least 32 px")):
+            if out[key] is None and key not in notes:
+                notes[key] = why
+
+    if pred_mouth_landmarks is None or target_mouth_landmarks is None:
+        notes["lmd"] = "mouth landmarks of pred and target not given"
+    else:
+        size = (height, width) if lmd_reference_size is not None else None
+        out["lmd"] = lmd(pred_mouth_landmarks, target_mouth_landmarks, size, lmd_reference_size)
+        if out["lmd"] is None:
+            notes["lmd"] = "no frame with valid landmarks in both clips"
+
+    if pred_aus is None or target_aus is None:
+        for key in ("aue", "aue_lower", "aue_upper"):
+            notes[key] = "AUs of pred and target not given"
+    else:
+        au = aue(pred_aus, target_aus)
+        for key in ("aue", "aue_lower", "aue_upper"):
+            out[key] = au[key]
+            if au[key] is None:
+                notes[key] = "no frame with valid AUs in both clips"
+
+    if audio is None:
+        for key in ("sync_c", "sync_d", "av_offset"):
+            notes[key] = "no audio given"
+    else:
+        sync = compute_sync(pred if sync_frames is None else sync_frames, audio, sample_rate,
+                            syncnet_weights)
+        for key in ("sync_c", "sync_d", "av_offset"):
+            out[key] = sync[key]
+            if sync[key] is None:
+                notes[key] = sync["note"]
+
+    for key in METRIC_KEYS:
+        out[key] = _finite_or_none(out[key])
+        if out[key] is None and key not in notes:
+            notes[key] = "not finite"
+    out["notes"] = notes
+    return out
+
+
+__all__ = ["METRIC_KEYS", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
+           "lpips_distance", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "sync_scores",
+           "compute_sync"]

@@ -1,0 +1,86 @@
+"""Structured configs for the deformation field and the audio condition.
+
+Plain dataclasses with plain-typed fields and defaults so that they can be embedded in
+OmegaConf structured configs (``OmegaConf.structured(DeformationConfig)``). Every tunable
+number used by ``hm_talker.model`` lives here; the modules read nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HashGridConfig:
+    """One 2D multi-resolution hash grid (one plane of the tri-plane encoding)."""
+
+    num_levels: int = 12  # L: number of resolution levels
+    log2_table_size: int = 14  # T = 2**log2_table_size entries per level (hashed levels)
+    features_per_level: int = 1  # F: feature channels stored per table entry
+    base_resolution: int = 64  # cells per side on the coarsest level
+    max_resolution: int = 512  # cells per side on the finest level (geometric growth between)
+    init_range: float = 1.0e-4  # table entries start uniform in [-init_range, init_range]
+
+
+@dataclass
+class FaceDeformationConfig:
+    """Face branch: Gaussian centre + motion condition + upper-face AUs -> xyz/rot/scale offsets."""
+
+    grid: HashGridConfig = field(default_factory=HashGridConfig)  # per-plane hash grid
+    condition_dim: int = 64  # C: motion condition (hybrid audio+AU feature; audio only in the baseline)
+    upper_au_dim: int = 7  # Au: eye/brow AUs (AU01, AU02, AU04, AU05, AU06, AU07, AU45); 0 disables
+    gate_hidden_dim: int = 32  # hidden width of the region-attention gate MLPs
+    gate_num_layers: int = 2  # linear layers in each gate MLP (>= 1)
+    mlp_width: int = 64  # hidden width of the offset MLP
+    mlp_depth: int = 3  # hidden layers of the offset MLP (>= 1)
+    xyz_offset_scale: float = 1.0  # multiplier on the xyz head output (scene units)
+    rot_offset_scale: float = 1.0  # multiplier on the quaternion-delta head output
+    scale_offset_scale: float = 1.0  # multiplier on the log-scale head output
+    detach_points: bool = True  # no gradient from the encoding back to the canonical centres
+
+
+@dataclass
+class MouthDeformationConfig:
+    """Inside-mouth branch: Gaussian centre + audio condition -> xyz offset (mostly vertical)."""
+
+    grid: HashGridConfig = field(
+        default_factory=lambda: HashGridConfig(num_levels=8, base_resolution=32, max_resolution=256)
+    )  # per-plane hash grid (the mouth interior is small, so a coarser grid)
+    audio_dim: int = 64  # C_a: audio condition dim
+    gate_hidden_dim: int = 32  # hidden width of the region-attention gate MLP
+    gate_num_layers: int = 2  # linear layers in the gate MLP (>= 1)
+    mlp_width: int = 32  # hidden width of the offset MLP
+    mlp_depth: int = 2  # hidden layers of the offset MLP (>= 1)
+    vertical_axis: int = 1  # index of the face-frame "up" axis (jaw opening direction)
+    vertical_offset_scale: float = 1.0  # multiplier on the vertical offset head
+    lateral_offset_scale: float = 0.1  # multiplier on the two other axes: jaw motion is mostly vertical
+    detach_points: bool = True  # no gradient from the encoding back to the canonical centres
+
+
+@dataclass
+class DeformationConfig:
+    """Both deformation branches plus the box the tri-planes are normalised to."""
+
+    face: FaceDeformationConfig = field(default_factory=FaceDeformationConfig)  # face branch
+    mouth: MouthDeformationConfig = field(default_factory=MouthDeformationConfig)  # inside-mouth branch
+    aabb_min: list[float] = field(default_factory=lambda: [-1.0, -1.0, -1.0])  # box min (x, y, z)
+    aabb_max: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # box max (x, y, z)
+    aabb_margin: float = 0.05  # relative padding when the box is fitted to a point cloud
+
+
+@dataclass
+class AudioEncoderConfig:
+    """Audio-feature window [B, W, k, D] -> condition [B, C]."""
+
+    feature_dim: int = 80  # D: per-row feature dim (80 log-mel bins; 768/1024 for HuBERT)
+    rows_per_frame: int = 4  # k: audio-feature rows per video frame (4 for 100 Hz mel at 25 fps)
+    window: int = 8  # W: video frames in the smoothing window
+    input_layer_norm: bool = False  # LayerNorm per row; off by default: it removes loudness (mel mean), a mouth cue
+    conv_channels: list[int] = field(default_factory=lambda: [256, 128])  # per-frame Conv1d widths
+    conv_kernel: int = 3  # Conv1d kernel along the k rows (odd, same padding)
+    fc_hidden_dim: int = 128  # hidden width of the per-frame head after the convs
+    condition_dim: int = 64  # C: output condition dim
+    leaky_relu_slope: float = 0.02  # negative slope of all LeakyReLUs
+    use_attention: bool = True  # temporal attention over W; False -> take the centre frame
+    attention_channels: list[int] = field(default_factory=lambda: [16, 8, 4, 2, 1])  # att conv widths (last must be 1)
+    attention_kernel: int = 3  # Conv1d kernel along the window axis (odd, same padding)

@@ -1,0 +1,134 @@
+"""The 17 OpenFace AU intensities estimated from landmark geometry, calibrated per identity.
+
+Each AU is read off one geometric feature of the pose-free landmarks (the head frame of pose.py, in
+units of the outer-eye-corner distance), oriented so that a larger value means more of the muscle
+action. Per identity, the feature's neutral level is a percentile of its values over the clip (the
+5th for actions a talking face is mostly free of, the median for the eyes, which move both ways) and
+intensity = clip((value - neutral) / unit, 0, 5), so one `unit` of displacement is intensity 1.
+This is a geometric proxy for OpenFace's appearance-based regressors: `--openface-csv` imports the
+real thing where the user has it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hm_talker.constants import AU_MAX, AU_NAMES, LM
+from hm_talker.errors import InputError
+
+# AU -> (feature, neutral percentile, unit in eye-distance units; "rel" = fraction of neutral / 5)
+AU_GEOMETRY = {
+    "AU01": ("inner_brow_height", 5, 0.015),
+    "AU02": ("outer_brow_height", 5, 0.015),
+    "AU04": ("brow_lowering", 5, 0.012),
+    "AU05": ("eye_open", 50, 0.01),
+    "AU06": ("cheek_raise", 5, 0.012),
+    "AU07": ("eye_narrowing", 50, 0.01),
+    "AU09": ("nose_raise", 5, 0.01),
+    "AU10": ("upper_lip_raise", 5, 0.02),
+    "AU12": ("corner_pull", 5, 0.02),
+    "AU14": ("corner_back", 5, 0.015),
+    "AU15": ("corner_down", 5, 0.012),
+    "AU17": ("chin_raise", 5, 0.025),
+    "AU20": ("mouth_width", 5, 0.03),
+    "AU23": ("lip_thinning", 5, 0.012),
+    "AU25": ("lip_gap", 5, 0.04),
+    "AU26": ("jaw_drop", 5, 0.05),
+    "AU45": ("eye_closure", 50, "rel"),
+}
+
+
+def geometry_features(canon: np.ndarray) -> dict[str, np.ndarray]:
+    """Pose-free landmarks [T, 478, 3] (y down, z away from the camera) -> named features [T]."""
+    p = {k: canon[:, i] for k, i in LM.items()}
+    y = {k: v[:, 1] for k, v in p.items()}
+    up = lambda a, b: y[b] - y[a]  # how far a is above b  # noqa: E731
+    eye_open = 0.5 * (up("r_lid_up", "r_lid_low") + up("l_lid_up", "l_lid_low"))
+    centre = 0.5 * (p["lip_up_inner"] + p["lip_low_inner"])
+    corner_elev = centre[:, 1] - 0.5 * (y["mouth_r"] + y["mouth_l"])
+    width = np.linalg.norm(p["mouth_r"] - p["mouth_l"], axis=1)
+    inner_brow = 0.5 * (up("r_brow_inner", "r_eye_inner") + up("l_brow_inner", "l_eye_inner"))
+    brow_gap = np.abs(p["l_brow_inner"][:, 0] - p["r_brow_inner"][:, 0])
+    return {
+        "inner_brow_height": inner_brow,
+        "outer_brow_height": 0.5 * (up("r_brow_outer", "r_eye_outer") + up("l_brow_outer", "l_eye_outer")),
+        "brow_lowering": -brow_gap - 0.5 * inner_brow,
+        "eye_open": eye_open,
+        "eye_narrowing": -eye_open,
+        "eye_closure": -eye_open,
+        "cheek_raise": -0.5 * (up("r_lid_low", "r_cheek") + up("l_lid_low", "l_cheek")),
+        "nose_raise": -0.5 * (up("r_eye_inner", "r_alar") + up("l_eye_inner", "l_alar")),
+        "upper_lip_raise": -up("subnasale", "lip_up_outer"),
+        "corner_pull": corner_elev + 0.5 * width,
+        "corner_back": 0.5 * (p["mouth_r"][:, 2] + p["mouth_l"][:, 2]) - centre[:, 2],
+        "corner_down": -corner_elev,
+        "chin_raise": -up("lip_low_outer", "chin"),
+        "mouth_width": width,
+        "lip_thinning": -(up("lip_up_outer", "lip_up_inner") + up("lip_low_inner", "lip_low_outer")),
+        "lip_gap": up("lip_up_inner", "lip_low_inner"),
+        "jaw_drop": up("subnasale", "chin"),
+    }
+
+
+class AUCalibration:
+    """Per-identity neutral levels; fit on the identity's clip, then apply to any of its frames."""
+
+    def __init__(self, neutral: dict[str, float], units: dict[str, float]):
+        self.neutral, self.units = neutral, units
+
+    @classmethod
+    def fit(cls, canon: np.ndarray, unit_overrides: dict | None = None) -> "AUCalibration":
+        feats = geometry_features(canon)
+        neutral, units = {}, {}
+        for au, (feat, pct, unit) in AU_GEOMETRY.items():
+            neutral[au] = float(np.percentile(feats[feat], pct))
+            if unit == "rel":  # full closure of the eye = intensity 5
+                unit = abs(float(np.percentile(feats["eye_open"], 50))) / AU_MAX
+            units[au] = float((unit_overrides or {}).get(au, unit))
+        return cls(neutral, units)
+
+    def apply(self, canon: np.ndarray) -> np.ndarray:
+        """[T, 478, 3] pose-free landmarks -> [T, 17] AU intensities in [0, 5]."""
+        feats = geometry_features(canon)
+        out = np.zeros((len(canon), len(AU_NAMES)), dtype=np.float32)
+        for j, au in enumerate(AU_NAMES):
+            feat = AU_GEOMETRY[au][0]
+            out[:, j] = (feats[feat] - self.neutral[au]) / max(self.units[au], 1e-9)
+        return np.clip(out, 0.0, AU_MAX)
+
+    def to_dict(self) -> dict:
+        return {"neutral": self.neutral, "units": self.units}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AUCalibration":
+        return cls(dict(d["neutral"]), dict(d["units"]))
+
+
+def read_openface_csv(path, num_src: int, src_indices: np.ndarray) -> np.ndarray:
+    """OpenFace's CSV (columns `AU01_r` or ` AU01_r`) -> [T_out, 17] at the output frame rate.
+
+    The CSV must have one row per source frame (OpenFace's own output) or one per output frame.
+    """
+    import csv
+
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise InputError(path, f"cannot read OpenFace CSV ({exc.strerror})") from None
+    if not rows:
+        raise InputError(path, "OpenFace CSV is empty")
+    header = [h.strip() for h in rows[0]]
+    missing = [a for a in AU_NAMES if f"{a}_r" not in header]
+    if missing:
+        raise InputError(path, f"OpenFace CSV lacks columns {', '.join(m + '_r' for m in missing)}")
+    cols = [header.index(f"{a}_r") for a in AU_NAMES]
+    try:
+        data = np.array([[float(r[c]) for c in cols] for r in rows[1:] if r], dtype=np.float32)
+    except (ValueError, IndexError):
+        raise InputError(path, "OpenFace CSV has a non-numeric or short row") from None
+    if len(data) == num_src:
+        data = data[src_indices]
+    elif len(data) != len(src_indices):
+        raise InputError(path, f"OpenFace CSV has {len(data)} rows; expected {num_src} "
+                               f"(source frames) or {len(src_indices)} (frames at 25 fps)")
+    return np.clip(data, 0.0, AU_MAX)

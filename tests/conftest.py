@@ -1,0 +1,49 @@
+"""Shared fixtures: media made on the fly with ffmpeg, the shared real clips when present."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("HM_TALKER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+REAL_CLIPS = {  # name -> (source frames, source fps)
+    "face1.mp4": (135, 22.13), "face2.mp4": (125, 25.0), "face3.mp4": (125, 25.0),
+    "face4_30fps.mp4": (199, 30.0), "face5.mp4": (122, 25.0),
+}
+
+
+def real_file(name: str) -> Path:
+    p = REAL / name
+    if not p.is_file():
+        pytest.skip(f"real clip {name} not found under {REAL} (set HM_TALKER_REAL_DATA)")
+    return p
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip(tmp_path_factory):
+    """A 6 s procedural talking face at 25 fps with sound (no files from outside the repo)."""
+    from hm_talker.synthetic import make_synthetic_clip
+
+    path = tmp_path_factory.mktemp("synthetic") / "talker.mp4"
+    return make_synthetic_clip(path, seconds=6.0, size=256, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_identity(tmp_path_factory, synthetic_clip):
+    """The synthetic clip preprocessed at 128 px into small shards."""
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import preprocess
+
+    out = tmp_path_factory.mktemp("ident") / "synth"
+    preprocess([synthetic_clip.path], out, PreprocessConfig(size=128, shard_frames=16))
+    return out
