@@ -19,8 +19,8 @@ def _add_preprocess(sub):
     p.add_argument("--openface-csv", default="", help="OpenFace CSV whose AU*_r columns to import")
     p.add_argument("--image-format", default="jpg", choices=["jpg", "png"])
     p.add_argument("--shard-frames", type=int, default=200, help="frames per shard at most")
-    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                   help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other preprocessing setting (see hm_talker/preprocess/config.py)")
     p.set_defaults(func=_run_preprocess)
 
 
@@ -28,8 +28,7 @@ def _run_preprocess(args) -> int:
     from hm_talker.preprocess.config import PreprocessConfig
     from hm_talker.preprocess.pipeline import preprocess
 
-    videos = [v for v in args.videos if "=" not in v]
-    overrides = [v for v in args.videos if "=" in v]
+    videos, overrides = args.videos, args.overrides
     cfg = PreprocessConfig(size=args.size, audio_features=args.audio_features,
                            audio_model=args.audio_model, openface_csv=args.openface_csv,
                            image_format=args.image_format, shard_frames=args.shard_frames)

@@ -55,7 +55,7 @@ def test_aus_finite_in_range_and_follow_the_lips(real_identity):
     inner = np.linalg.norm(lm[:, LM["lip_low_inner"]] - lm[:, LM["lip_up_inner"]], axis=1)
     for au in ("AU25", "AU26"):
         r = np.corrcoef(aus[:, AU_NAMES.index(au)], inner)[0, 1]
-        assert r > 0.3, (au, r)
+        assert r > (0.9 if au == "AU25" else 0.4), (au, r)
     assert aus[:, AU_NAMES.index("AU25")].std() > 0.1  # the speaker's lips do move
 
 

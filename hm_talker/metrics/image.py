@@ -47,7 +47,11 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 def to_float_frames(frames, device: str | torch.device | None = "cpu") -> torch.Tensor:
     """``[T, H, W, 3]`` (or ``[H, W, 3]``) uint8 RGB -> float ``[T, 3, H, W]`` in [0, 1]."""
-    x = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    if isinstance(frames, torch.Tensor):
+        x = frames
+    else:
+        arr = np.asarray(frames)
+        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -114,7 +118,7 @@ def psnr_face_per_frame(pred, target, face_masks, cap: float = PSNR_CAP_DB,
     masks = as_masks(face_masks, p.shape[0], p.shape[2], p.shape[3])
     out = np.full(p.shape[0], np.nan)
     for i in range(p.shape[0]):
-        m = torch.from_numpy(np.ascontiguousarray(masks[i])).to(p.device)
+        m = torch.tensor(masks[i], device=p.device)  # copy: masks may be a read-only broadcast
         if not bool(m.any()):
             continue
         value = peak_signal_noise_ratio(p[i][:, m], t[i][:, m], data_range=1.0)

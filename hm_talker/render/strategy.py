@@ -1,0 +1,2 @@
+class DensifyStrategy: pass
+class StrategyConfig: pass

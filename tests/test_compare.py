@@ -1,0 +1,114 @@
+"""compare_runs on fake run directories; load_wandb_runs record conversion and offline error."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hm_talker import compare
+from hm_talker.errors import InputError
+
+
+def _run(root, name, group, seed, metrics):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "name": name, "group": group, "seed": seed, "tags": ["test"],
+        "config": {"model.lr": 1e-3, "seed": seed}, "metrics": metrics}))
+    return d
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    return [
+        _run(root, "full_s0", "full", 0, {"psnr": 30.0, "lpips": 0.05, "sync_c": 7.0, "num_frames": 100}),
+        _run(root, "full_s1", "full", 1, {"psnr": 32.0, "lpips": 0.07, "sync_c": None, "num_frames": 100}),
+        _run(root, "no_au_s0", "no_au", 0, {"psnr": 28.0, "lpips": 0.09, "sync_c": 6.0, "num_frames": 100}),
+    ]
+
+
+def test_compare_means_stds_table_and_plots(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    table = compare.compare_runs(runs, out)
+    assert table.groups == ["full", "no_au"]
+    assert table.metrics == ["psnr", "lpips", "sync_c"]  # known order; num_frames is no metric
+    full, no_au = table.stats["full"], table.stats["no_au"]
+    assert full["psnr"].mean == pytest.approx(31.0)
+    assert full["psnr"].std == pytest.approx(math.sqrt(2.0))  # sample std of (30, 32)
+    assert full["lpips"].mean == pytest.approx(0.06)
+    assert full["lpips"].std == pytest.approx(np.std([0.05, 0.07], ddof=1))
+    assert full["sync_c"].mean == 7.0 and full["sync_c"].n == 1 and full["sync_c"].std is None
+    assert no_au["psnr"].mean == 28.0 and no_au["psnr"].std is None and no_au["psnr"].n == 1
+    assert table.seeds == {"full": [0, 1], "no_au": [0]}
+    assert table.best_group("psnr") == "full" and table.best_group("lpips") == "full"
+
+    md = (out / "comparison.md").read_text()
+    assert md == table.to_markdown()
+    assert "| full | 2 | 0, 1 | **31.0000** ± 1.4142 | **0.0600** ± 0.0141 | **7.0000** (n=1) |" in md
+    assert "| no_au | 1 | 0 | 28.0000 | 0.0900 | 6.0000 |" in md
+    assert "psnr ↑" in md and "lpips ↓" in md
+    assert "31.0000" in capsys.readouterr().out  # printed too
+    assert json.loads((out / "comparison.json").read_text())["stats"]["full"]["psnr"]["n"] == 2
+
+    from PIL import Image
+
+    for metric in table.metrics:
+        png = out / f"metric_{metric}.png"
+        with Image.open(png) as img:
+            img.load()
+            assert img.format == "PNG"
+            assert img.size[0] >= 300 and img.size[1] >= 200
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "metric_psnr.png").ndim == 3
+
+
+def test_compare_accepts_a_parent_folder(runs, tmp_path):
+    table = compare.compare_runs([runs[0].parent], tmp_path / "cmp2", print_table=False)
+    assert sum(len(r) for r in table.runs.values()) == 3
+
+
+def test_compare_errors_are_input_errors(tmp_path):
+    with pytest.raises(InputError):
+        compare.compare_runs([tmp_path / "nope"], tmp_path / "o")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        compare.compare_runs([bad], tmp_path / "o")
+
+
+def test_wandb_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(RuntimeError, match="needs the W&B server"):
+        compare.load_wandb_runs("hm-talker")
+
+
+def test_wandb_runs_become_records(tmp_path):
+    class FakeApi:
+        def __init__(self):
+            self.calls = []
+
+        def runs(self, path, filters=None):
+            self.calls.append((path, filters))
+            return [
+                SimpleNamespace(id="a1", name="full_s0", group="full", tags=["x"],
+                                config={"seed": 0, "model": {"lr": 1e-3}},
+                                summary_metrics={"eval/psnr": 30.0, "eval/lpips": 0.05, "_step": 9,
+                                                 "train/loss": 0.1}),
+                SimpleNamespace(id="a2", name="full_s1", group="full", tags=[],
+                                config={"seed": {"value": 1, "desc": None}},
+                                summary_metrics={"eval/psnr": 32.0, "eval/lpips": None}),
+            ]
+
+    api = FakeApi()
+    recs = compare.load_wandb_runs("hm-talker", group="full", entity="lab", metric_prefix="eval/", api=api)
+    assert api.calls == [("lab/hm-talker", {"group": "full"})]
+    assert [r.seed for r in recs] == [0, 1]
+    assert recs[0].metrics == {"psnr": 30.0, "lpips": 0.05}
+    assert recs[0].config["model.lr"] == 1e-3
+    table = compare.compare_records(recs, tmp_path / "w", print_table=False)
+    assert table.stats["full"]["psnr"].mean == 31.0 and table.stats["full"]["lpips"].n == 1
