@@ -118,9 +118,11 @@ def decode_sample(s: dict) -> dict:
     img = decode_image(s[img_key])
     masks = decode_image(s["masks.png"])
     meta = json.loads(s["meta.json"])
+    # numpy, not torch ops: no intra-op thread pool in the loader (it fights the trainer's threads)
+    to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32) / 255)  # noqa: E731
     return {
-        "image": torch.from_numpy(img).permute(2, 0, 1).float().div_(255),  # [3, H, W]
-        "masks": torch.from_numpy(masks).permute(2, 0, 1).float().div_(255),  # [3, H, W] face, lips, mouth
+        "image": to_chw(img),  # [3, H, W] in [0, 1]
+        "masks": to_chw(masks),  # [3, H, W] 0/1: face, lips, inner mouth
         "landmarks": torch.from_numpy(decode_npy(s["landmarks.npy"])),  # [478, 3]
         "aus": torch.from_numpy(decode_npy(s["aus.npy"])),  # [17]
         "extrinsics": torch.from_numpy(decode_npy(s["extrinsics.npy"])),  # [4, 4]

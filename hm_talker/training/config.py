@@ -1,0 +1,138 @@
+"""Structured config of `hm-talker fit`: every weight, learning rate and schedule value is a field.
+
+`experiments/*.yaml` files are overrides on top of these defaults, and `key=value` arguments
+are overrides on top of the file; unknown keys are an error (struct mode).
+
+Training schedule chosen (``schedule``): ONE joint stage in which face and mouth Gaussians
+and both deformation branches are optimised together from step 0, preceded by a short
+*mouth warm-up* during which the face deformation is frozen (its parameters get no update).
+Why: TalkingGaussian trains the mouth and face separately and then fuses them; with the
+composite (mouth behind face) rendered in every step the two are trained against the same
+frame, so a separate fusion stage is not needed, but during the very first steps the face
+Gaussians would otherwise "explain" lip motion by deforming themselves before the inside-
+mouth branch has learned to open; freezing the face deformation briefly lets the mouth branch
+take the jaw motion first.  The static canonical Gaussians (colour, shape) train throughout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hm_talker.constants import UPPER_FACE_AUS
+from hm_talker.model.config import AudioEncoderConfig, DeformationConfig
+
+
+@dataclass
+class DataConfig:
+    root: str = "???"  # preprocessed identity directory (output of `hm-talker preprocess`); required
+    batch_size: int = 2  # frames per training step
+    val_batch_size: int = 8  # frames per validation batch
+    num_workers: int = 0  # data-loader worker processes (0: read in the training process)
+    window: int = 8  # W: video frames in the audio / AU window (must equal model.audio.window)
+    shuffle_buffer: int = 64  # sample shuffle buffer; 1 = no sample shuffling (reproducible order)
+
+
+@dataclass
+class GaussianConfig:
+    num_face: int = 2000  # face Gaussians at initialisation (sampled around the mean landmark shape)
+    num_mouth: int = 300  # inside-mouth Gaussians at initialisation (behind the inner lips)
+    sh_degree: int = 0  # spherical-harmonics degree of the colours (0 = view-independent)
+    init_jitter: float = 0.03  # std of the isotropic jitter around landmarks (head units; eye distance = 1)
+    init_scale: float = 0.04  # initial isotropic scale of every Gaussian (head units)
+    init_opacity: float = 0.3  # initial opacity of every Gaussian
+    mouth_depth: float = 0.15  # how far behind (+z) the inner-lip landmarks the mouth Gaussians start
+    mouth_spread: float = 0.12  # std of the mouth Gaussians around the inner-lip centre (head units)
+    init_colors_from_frame: bool = True  # colour the face Gaussians from the first training frame
+
+
+@dataclass
+class ModelConfig:
+    gaussians: GaussianConfig = field(default_factory=GaussianConfig)  # canonical Gaussians
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)  # audio window -> condition
+    deformation: DeformationConfig = field(default_factory=DeformationConfig)  # face + mouth branches
+    upper_aus: list[str] = field(default_factory=lambda: list(UPPER_FACE_AUS))  # AUs fed to the face branch
+    render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
+    tile_size: int = 16  # rasteriser tile edge in pixels
+
+
+@dataclass
+class LossConfig:
+    l1: float = 1.0  # weight of the L1 photometric loss inside the face mask
+    dssim: float = 0.2  # weight of (1 - SSIM) / 2 inside the face mask
+    ssim_window: int = 7  # SSIM Gaussian window size (pixels; odd)
+    lpips: float = 0.0  # weight of LPIPS on the lip crop (0 = off: slow on the CPU)
+    lpips_start_step: int = 1000  # LPIPS is added from this step on (colours first, then perceptual detail)
+    lpips_net: str = "alex"  # LPIPS backbone (weights must be available offline)
+    alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
+    deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
+    mask_dilate: int = 1  # dilate the face mask by this many pixels before masking the losses
+
+
+@dataclass
+class OptimConfig:
+    lr_means: float = 1.6e-4  # Adam lr of the canonical centres (scaled by the head extent, ~2)
+    lr_means_final: float = 1.6e-6  # centre lr at max_steps (exponential decay, as in 3DGS)
+    lr_quats: float = 1.0e-3  # Adam lr of the rotations
+    lr_scales: float = 5.0e-3  # Adam lr of the log-scales
+    lr_opacities: float = 5.0e-2  # Adam lr of the opacity logits
+    lr_colors: float = 2.5e-3  # Adam lr of the SH DC colour coefficients
+    lr_colors_rest: float = 1.25e-4  # Adam lr of higher SH coefficients (only with sh_degree > 0)
+    lr_networks: float = 5.0e-4  # Adam lr of the audio encoder and deformation MLPs
+    lr_grids: float = 5.0e-3  # Adam lr of the hash-grid tables
+    network_decay_final: float = 0.1  # network lrs are multiplied by this at max_steps (exponential)
+    adam_eps: float = 1.0e-15  # Adam epsilon (small: Gaussian parameter gradients are tiny)
+
+
+@dataclass
+class StrategyConfig:
+    enabled: bool = True  # densify (clone/split) and prune the canonical Gaussians
+    start_step: int = 100  # first step at which densification may run
+    stop_step: int = 15000  # no densification after this step
+    every: int = 100  # densify every this many steps
+    grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) to densify
+    split_scale: float = 0.02  # Gaussians larger than this (head units) are split, smaller ones cloned
+    prune_opacity: float = 0.01  # Gaussians with opacity below this are pruned
+    max_gaussians: int = 50000  # never grow beyond this many Gaussians per branch
+    reset_opacity_every: int = 3000  # reset opacities to reset_opacity_value every this many steps (0 = never)
+    reset_opacity_value: float = 0.05  # opacity after a reset
+
+
+@dataclass
+class ScheduleConfig:
+    # Joint training with a mouth warm-up (see the module docstring for why).
+    mouth_warmup_steps: int = 200  # steps during which the face deformation is frozen
+    train_mouth_colors: bool = True  # optimise the inside-mouth Gaussians' colours
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 3000  # optimisation steps
+    devices: int = 1  # devices (GPUs or CPU processes)
+    accelerator: str = "auto"  # cpu, gpu or auto
+    precision: str = "32-true"  # Lightning precision string (the rasteriser wants fp32)
+    log_every: int = 10  # log training scalars every this many steps
+    val_every: int = 500  # validate every this many steps (and at the end)
+    checkpoint_every: int = 500  # write checkpoints/last.ckpt every this many steps (and at the end)
+    limit_val_batches: int = -1  # validation batches per check (-1 = all)
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs"  # parent directory of run directories
+    name: str = ""  # run name (= W&B run id); empty: "<identity>-seed<seed>"
+    group: str = ""  # W&B group (e.g. an ablation)
+    tags: list[str] = field(default_factory=list)  # W&B tags
+    wandb_mode: str = "offline"  # offline, online or disabled (WANDB_MODE in the environment wins)
+    project: str = "hm-talker"  # W&B project
+
+
+@dataclass
+class FitConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = 0  # seeds torch / numpy / python RNGs and the data order
