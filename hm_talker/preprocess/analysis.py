@@ -12,7 +12,7 @@ from hm_talker.errors import InputError
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.landmarks import FaceMeshTracker
 from hm_talker.preprocess.media import (VideoInfo, audio_from_video, iter_frames, load_audio,
-                                        probe_video, resample_indices, rms_dbfs, scaled_size)
+                                        prefetch, probe_video, resample_indices, rms_dbfs, scaled_size)
 from hm_talker.preprocess.track import interpolate_gaps, missing_runs
 
 log = logging.getLogger("hm_talker")
@@ -68,7 +68,7 @@ def analyse_clip(video: Path, audio_path: Path | None, cfg: PreprocessConfig) ->
     bar = tqdm(total=len(idx), desc=f"landmarks {video.name}", unit="frame", leave=False)
     with FaceMeshTracker(cfg.max_faces, cfg.min_detection_confidence) as tracker:
         i = 0
-        for chunk in iter_frames(video, idx, size, cfg.chunk_frames, cfg.decode_threads):
+        for chunk in prefetch(iter_frames(video, idx, size, cfg.chunk_frames, cfg.decode_threads)):
             for frame in chunk:
                 p = tracker(frame)
                 if p is not None:

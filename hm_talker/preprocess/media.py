@@ -122,3 +122,42 @@ def audio_from_video(path, sample_rate: int) -> np.ndarray:
 
 def rms_dbfs(y: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-12))
+
+
+def prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run `it` in a background thread, `depth` items ahead: decoding (which releases the GIL)
+    overlaps with the landmark model or the encoders on the other core."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in it:
+                if stop.is_set():
+                    return
+                q.put((True, item))
+            q.put((True, done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put((False, exc))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)

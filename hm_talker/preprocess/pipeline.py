@@ -24,7 +24,7 @@ from hm_talker.preprocess.audio_features import log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks
-from hm_talker.preprocess.media import iter_frames, scaled_size
+from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.track import crop_boxes, crop_frame, to_crop_coords
 
@@ -133,8 +133,8 @@ def iter_crops(clips, feats, frames: np.ndarray, cfg):
                                                            * min(1.0, 1.25 * cfg.size / side)))
         scale = w / c.info.width
         pos = 0
-        for chunk in iter_frames(c.info.path, feats["src_frames"][sel], (w, h), cfg.chunk_frames,
-                                 cfg.decode_threads):
+        for chunk in prefetch(iter_frames(c.info.path, feats["src_frames"][sel], (w, h), cfg.chunk_frames,
+                                          cfg.decode_threads)):
             for img in chunk:
                 i = int(sel[pos])
                 yield i, crop_frame(img, feats["boxes"][i], cfg.size, scale)

@@ -187,6 +187,7 @@ class _CompositeOpts:
     t_min: float
     k_chunk: int
     chunk_elems: int
+    may_clamp: bool  # some opacity exceeds alpha_max, so the clamp's zero derivative must be applied
 
 
 def _chunk_index(start: Tensor, count: Tensor, act: Tensor, k0: int, kc: int, dummy: int) -> Tensor:
@@ -197,29 +198,29 @@ def _chunk_index(start: Tensor, count: Tensor, act: Tensor, k0: int, kc: int, du
 
 
 def _alpha_block(coeffs: Tensor, feats: Tensor, o: _CompositeOpts) -> Tensor:  # [A, px, k]
-    """Unclamped alpha of one block, exactly 0 where it is below alpha_min.
+    """Clamped alpha of one block, exactly 0 where it is below alpha_min.
 
-    Log-alphas below the threshold are first raised to -20: exp() of very negative
+    Log-alpha is clamped to [-30, log(alpha_max)] before exp(): exp of very negative
     inputs (padding uses -1e4) leaves the vectorised fast path or yields denormals,
-    20-200x slower per element on x86.  The exact zero comes from the second threshold.
+    20-200x slower per element on x86.  The exact zero comes from the threshold after.
+    Clamped entries all equal exp(float(log(alpha_max))) exactly.
     """
     ell = torch.matmul(feats, coeffs.transpose(1, 2))
-    a = F.threshold_(ell, math.log(o.alpha_min), -20.0).exp_()
+    a = ell.clamp_(-30.0, math.log(o.alpha_max)).exp_()
     return F.threshold_(a, o.alpha_min, 0.0)
 
 
-def _weights(a: Tensor, t_start: Tensor, o: _CompositeOpts):
-    """Blend weights w = alpha*T of a block, in place in ``a``; returns (w, T_next, 1-alpha).
+def _weights(alpha: Tensor, t_start: Tensor, o: _CompositeOpts):
+    """Blend weights w = alpha*T of a block; returns (w, T_next, 1 - alpha).
 
     ``T_next`` is the transmittance after each splat, zeroed once it drops to
     <= t_min; since T only decreases, zeroing also terminates the pixel for later
     blocks.  A terminated splat gets w = alpha * T_next / (1 - alpha) = 0 exactly.
     """
-    alpha = a.clamp_max_(o.alpha_max)
     om = torch.sub(1.0, alpha)
     t_next = torch.cumprod(om, dim=-1).mul_(t_start)
     F.threshold_(t_next, o.t_min, 0.0)
-    w = alpha.mul_(t_next).div_(om)
+    w = torch.mul(alpha, t_next).div_(om)
     return w, t_next, om
 
 
@@ -246,19 +247,27 @@ class _CompositeTiles(torch.autograd.Function):
             kc = max(1, min(opts.k_chunk, counts[b0]))  # tiles come by decreasing count
             nb = max(1, opts.chunk_elems // (kc * npx))
             act = torch.arange(b0, min(b0 + nb, n_tiles), device=co.device)
+            left = counts[b0 : b0 + nb]  # remaining splats per active tile (python ints, no sync)
             b0 += nb
             t_run = vals.new_ones(act.numel(), npx, 1)
             k0 = 0
             while act.numel() > 0:
-                idx = _chunk_index(tile_start, tile_count, act, k0, kc, P)
+                kb = max(1, min(kc, max(left) - k0))  # no block longer than the longest list left
+                idx = _chunk_index(tile_start, tile_count, act, k0, kb, P)
                 w, t_next, _ = _weights(_alpha_block(co[idx], feats, opts), t_run, opts)
                 acc.index_add_(0, act, torch.bmm(w, va[idx]))
-                records.append((act, k0, kc, t_run))
-                k0 += kc
+                records.append((act, k0, kb, t_run))
+                k0 += kb
                 t_run = t_next[..., -1:]
-                live = (tile_count[act] > k0) & (t_run.amax(dim=(1, 2)) > 0)
-                if not bool(live.all()):
-                    act, t_run = act[live], t_run[live]
+                # A tile goes on while it has splats left and some pixel is not saturated.
+                live = [c > k0 for c in left]
+                if any(live):
+                    sat = (t_run.amax(dim=(1, 2)) > 0).tolist()
+                    live = [a and b for a, b in zip(live, sat)]
+                if not all(live):
+                    keep = torch.tensor(live, device=act.device)
+                    act, t_run = act[keep], t_run[keep]
+                    left = [c for c, a in zip(left, live) if a]
         ctx.save_for_backward(co, va, tile_start, tile_count, feats)
         ctx.records, ctx.opts, ctx.P, ctx.D = records, opts, P, D
         return acc
@@ -270,14 +279,18 @@ class _CompositeTiles(torch.autograd.Function):
         g_acc = g_acc.contiguous()
         g_co = torch.zeros_like(co)
         g_va = torch.zeros_like(va) if ctx.needs_input_grad[1] else None
+        if o.may_clamp:  # clamped entries equal a_star; anything within a few ulps counts as clamped
+            a_star = float(torch.tensor(math.log(o.alpha_max), dtype=co.dtype).exp())
+            th = a_star * (1.0 - 8.0 * torch.finfo(co.dtype).eps)
         # R: per tile and pixel, sum of w_j * s_j over all blocks behind the current one.
         R = g_acc.new_zeros(g_acc.shape[0], g_acc.shape[1], 1)
         for act, k0, kc, t_start in reversed(ctx.records):
             idx = _chunk_index(tile_start, tile_count, act, k0, kc, P)
             v = va[idx]
-            a = _alpha_block(co[idx], feats, o)
-            da = a - F.threshold(a, o.alpha_max, 0.0)  # d alpha / d log-alpha: 0 where clamped
-            w, t_next, om = _weights(a, t_start, o)
+            alpha = _alpha_block(co[idx], feats, o)
+            w, t_next, om = _weights(alpha, t_start, o)
+            # d alpha / d log-alpha = alpha, except 0 where alpha was clamped
+            da = alpha.sub_(F.threshold(alpha, th, 0.0)) if o.may_clamp else alpha
             gb = g_acc[act]
             s = torch.bmm(gb, v.transpose(1, 2))  # [A, px, k] dL/dw
             cs = torch.cumsum(w * s, dim=-1)
@@ -304,9 +317,10 @@ def composite_tiles(
     transmittance_min: float,
     k_chunk: int,
     chunk_elems: int,
+    may_clamp: bool = True,  # False only if no opacity exceeds alpha_max (skips one pass in backward)
 ) -> Tensor:  # [T, tile_size^2, D + 1] for bins.tile_ids
     feats = pixel_features(tile_size, coeffs.dtype, coeffs.device)
-    opts = _CompositeOpts(alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems)
+    opts = _CompositeOpts(alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems, may_clamp)
     return _CompositeTiles.apply(coeffs, vals, bins.tile_start, bins.tile_count, feats, opts)
 
 
@@ -366,7 +380,8 @@ def rasterize_torch(
     g = bins.pair_gid
     vals = torch.cat([feat.reshape(-1, D)[g], proj.depths.reshape(-1, 1)[g]], dim=-1)  # [P, D + 1]
     acc = composite_tiles(
-        coeffs, vals, bins, tile_size, alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems
+        coeffs, vals, bins, tile_size, alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems,
+        may_clamp=bool(opac.max() > alpha_max) if opac.numel() else False,
     )  # [T, ts*ts, D + 2]
 
     ts = tile_size

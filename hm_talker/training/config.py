@@ -61,7 +61,6 @@ class LossConfig:
     ssim_window: int = 7  # SSIM Gaussian window size (pixels; odd)
     lpips: float = 0.0  # weight of LPIPS on the lip crop (0 = off: slow on the CPU)
     lpips_start_step: int = 1000  # LPIPS is added from this step on (colours first, then perceptual detail)
-    lpips_net: str = "alex"  # LPIPS backbone (weights must be available offline)
     alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
     deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
     mask_dilate: int = 1  # dilate the face mask by this many pixels before masking the losses
@@ -70,7 +69,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     lr_means: float = 1.6e-4  # Adam lr of the canonical centres (scaled by the head extent, ~2)
-    lr_means_final: float = 1.6e-6  # centre lr at max_steps (exponential decay, as in 3DGS)
+    lr_means_final: float = 1.6e-6  # centre lr at the decay horizon (exponential decay, as in 3DGS)
     lr_quats: float = 1.0e-3  # Adam lr of the rotations
     lr_scales: float = 5.0e-3  # Adam lr of the log-scales
     lr_opacities: float = 5.0e-2  # Adam lr of the opacity logits
@@ -78,7 +77,8 @@ class OptimConfig:
     lr_colors_rest: float = 1.25e-4  # Adam lr of higher SH coefficients (only with sh_degree > 0)
     lr_networks: float = 5.0e-4  # Adam lr of the audio encoder and deformation MLPs
     lr_grids: float = 5.0e-3  # Adam lr of the hash-grid tables
-    network_decay_final: float = 0.1  # network lrs are multiplied by this at max_steps (exponential)
+    network_decay_final: float = 0.1  # network lrs are multiplied by this at the decay horizon (exponential)
+    decay_steps: int = 0  # horizon of both decays in steps; 0 = trainer.max_steps (fix it to resume with a new max_steps)
     adam_eps: float = 1.0e-15  # Adam epsilon (small: Gaussian parameter gradients are tiny)
 
 

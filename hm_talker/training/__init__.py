@@ -1,0 +1,1 @@
+"""Training: `hm-talker fit` (config, LightningModule, entry point)."""

@@ -1,0 +1,439 @@
+"""TalkingHeadModule: person-specific 3D Gaussian head driven by audio (TalkingGaussian-style).
+
+Two sets of canonical Gaussians in the head frame (the mean landmark shape's frame): the face
+and the inside of the mouth. Per frame, the audio window gives a condition; the face branch
+(condition + upper-face AUs) and the mouth branch (condition) deform their Gaussians; both
+are rendered with the frame's camera and composited: mouth, face over it, and the real frame
+(outside the face mask) behind both.
+
+Optimisation is manual (one Adam step per training step) because densification changes the
+number of Gaussians: the optimiser's parameters and Adam moments are patched in place
+(`_reindex_branch`), and `load_state_dict` resizes the Gaussian tensors to the checkpoint's N.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hm_talker.constants import AU_MAX, AU_NAMES
+from hm_talker.model import AudioEncoder, FaceDeformation, MouthDeformation, apply_deformation
+from hm_talker.render import RenderConfig, num_sh_bases, rasterize, rgb_to_sh
+from hm_talker.render.projection import quat_to_rotmat
+from hm_talker.training.config import FitConfig
+
+INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower, left, right corners)
+BRANCHES = ("face", "mouth")
+GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh0", "sh_rest")
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+class GaussianBranch(nn.Module):
+    """Canonical Gaussians of one branch plus their densification statistics (buffers, so saved)."""
+
+    def __init__(self, means: Tensor, sh_degree: int, scale: float, opacity: float, rgb: Tensor) -> None:
+        super().__init__()
+        n = means.shape[0]
+        k = num_sh_bases(sh_degree)
+        self.means = nn.Parameter(means.clone())  # [N, 3]
+        self.quats = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))  # [N, 4] (w, x, y, z)
+        self.log_scales = nn.Parameter(torch.full((n, 3), math.log(scale)))  # [N, 3]
+        self.opacity_logits = nn.Parameter(torch.full((n,), _logit(opacity)))  # [N]
+        self.sh0 = nn.Parameter(rgb_to_sh(rgb.expand(n, 3)).unsqueeze(1).clone())  # [N, 1, 3]
+        self.sh_rest = nn.Parameter(torch.zeros(n, k - 1, 3))  # [N, K-1, 3]
+        self.register_buffer("grad_accum", torch.zeros(n))  # [N] summed screen-space gradient norms
+        self.register_buffer("grad_count", torch.zeros(n))  # [N] views in which each Gaussian was visible
+
+    @property
+    def num(self) -> int:
+        return self.means.shape[0]
+
+    def colors(self) -> Tensor:  # [N, K, 3] SH coefficients
+        return torch.cat([self.sh0, self.sh_rest], dim=1)
+
+
+class TalkingHeadModule(L.LightningModule):
+    def __init__(self, cfg: FitConfig, mean_shape: np.ndarray, config_dict: dict | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        # the checkpoint keeps the config as a plain dict (loads with torch.load(weights_only=True))
+        self.save_hyperparameters({"config": config_dict or {}})
+        g = cfg.model.gaussians
+        cond_dim = cfg.model.audio.condition_dim
+        cfg.model.deformation.face.condition_dim = cond_dim  # both branches read the audio condition
+        cfg.model.deformation.mouth.audio_dim = cond_dim
+        cfg.model.deformation.face.upper_au_dim = len(cfg.model.upper_aus)
+        self.upper_au_idx = [AU_NAMES.index(a) for a in cfg.model.upper_aus]
+        self.render_cfg = RenderConfig(backend=cfg.model.render_backend, tile_size=cfg.model.tile_size)
+
+        # Initial Gaussians from the mean landmark shape; a private generator so that the data
+        # order / global RNG do not depend on how many Gaussians were drawn.
+        gen = torch.Generator().manual_seed(cfg.seed)
+        shape = torch.as_tensor(np.asarray(mean_shape), dtype=torch.float32)  # [478, 3]
+        pick = torch.randint(0, shape.shape[0], (g.num_face,), generator=gen)
+        face_means = shape[pick] + g.init_jitter * torch.randn(g.num_face, 3, generator=gen)
+        lips = shape[INNER_LIP_IDX]  # [4, 3]
+        centre = lips.mean(0) + torch.tensor([0.0, 0.0, g.mouth_depth])
+        half_width = (lips[3, 0] - lips[2, 0]).abs() / 2
+        spread = torch.tensor([max(float(half_width), g.mouth_spread), g.mouth_spread, g.mouth_spread / 2])
+        mouth_means = centre + spread * torch.randn(g.num_mouth, 3, generator=gen) * 0.5
+        self.face = GaussianBranch(face_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.5] * 3))
+        self.mouth = GaussianBranch(mouth_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.15] * 3))
+        self.register_buffer("colors_initialised", torch.tensor(0))  # 1 once the face colours came from a frame
+
+        self.audio_encoder = AudioEncoder(cfg.model.audio)
+        self.face_deform = FaceDeformation.from_config(cfg.model.deformation)
+        self.mouth_deform = MouthDeformation.from_config(cfg.model.deformation)
+        self.face_deform.fit_aabb(face_means)
+        self.mouth_deform.fit_aabb(mouth_means)
+        self._val_sums: list[Tensor] = []
+
+    # ------------------------------------------------------------------ checkpoint plumbing
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Resize the Gaussian tensors to the checkpoint's counts first (densification changes N)."""
+        for name in BRANCHES:
+            branch: GaussianBranch = getattr(self, name)
+            for key, t in list(branch.named_parameters(recurse=False)) + list(branch.named_buffers(recurse=False)):
+                src = state_dict.get(f"{name}.{key}")
+                if src is not None and src.shape != t.shape:
+                    new = torch.empty(src.shape, dtype=t.dtype, device=t.device)
+                    if isinstance(t, nn.Parameter):
+                        setattr(branch, key, nn.Parameter(new, requires_grad=t.requires_grad))
+                    else:
+                        setattr(branch, key, new)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning does not save RNG states; store them as plain tensors / lists (weights_only-safe).
+        np_state = np.random.get_state()
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                      int(np_state[3]), float(np_state[4])],
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        }
+        checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("rng")
+
+    def on_train_start(self) -> None:
+        # Restore RNG last: after Lightning's own setup (which may draw random numbers).
+        rng = getattr(self, "_pending_rng", None)
+        if rng is None:
+            return
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        n = rng["numpy"]
+        np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+        p = rng["python"]
+        random.setstate((p[0], tuple(p[1]), p[2]))
+        self._pending_rng = None
+
+    # ------------------------------------------------------------------ optimiser
+    def _param_groups(self) -> list[dict]:
+        o = self.cfg.optim
+        groups = []
+        for name in BRANCHES:
+            b: GaussianBranch = getattr(self, name)
+            lrs = {"means": o.lr_means, "quats": o.lr_quats, "log_scales": o.lr_scales,
+                   "opacity_logits": o.lr_opacities, "sh0": o.lr_colors, "sh_rest": o.lr_colors_rest}
+            for key in GAUSSIAN_PARAMS:
+                groups.append({"params": [getattr(b, key)], "lr": lrs[key], "name": f"{name}.{key}",
+                               "base_lr": lrs[key]})
+        nets = {"audio_encoder": self.audio_encoder, "face_deform": self.face_deform,
+                "mouth_deform": self.mouth_deform}
+        for net_name, net in nets.items():
+            grids = [p for n, p in net.named_parameters() if "encoding" in n]
+            rest = [p for n, p in net.named_parameters() if "encoding" not in n]
+            if grids:
+                groups.append({"params": grids, "lr": o.lr_grids, "name": f"{net_name}.grids", "base_lr": o.lr_grids})
+            groups.append({"params": rest, "lr": o.lr_networks, "name": f"{net_name}.mlp", "base_lr": o.lr_networks})
+        return groups
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self._param_groups(), eps=self.cfg.optim.adam_eps)
+
+    def _set_lrs(self, opt: torch.optim.Optimizer, step: int) -> None:
+        """Exponential decays: centres base -> final (3DGS), networks base -> base * decay (per step)."""
+        o = self.cfg.optim
+        total = max(1, o.decay_steps or self.cfg.trainer.max_steps)
+        t = min(1.0, step / total)
+        for group in opt.param_groups:
+            name = group["name"]
+            if name.endswith(".means"):
+                group["lr"] = math.exp((1 - t) * math.log(o.lr_means) + t * math.log(o.lr_means_final))
+            elif "deform" in name or name.startswith("audio_encoder"):
+                group["lr"] = group["base_lr"] * o.network_decay_final ** t
+
+    # ------------------------------------------------------------------ forward
+    def deform(self, batch: dict, face_grad: bool = True) -> dict:
+        """Deformed Gaussians of both branches for every frame of the batch ([B, N, *])."""
+        condition, _ = self.audio_encoder(batch["audio_window"])  # [B, C]
+        upper = batch["aus"][:, self.upper_au_idx] / AU_MAX  # [B, Au]
+        with torch.set_grad_enabled(face_grad and torch.is_grad_enabled()):
+            face_out = self.face_deform(self.face.means, condition, upper)
+        mouth_out = self.mouth_deform(self.mouth.means, condition)
+        fm, fq, fs = apply_deformation(self.face.means, self.face.quats, self.face.log_scales, face_out)
+        mm, mq, ms = apply_deformation(self.mouth.means, self.mouth.quats, self.mouth.log_scales, mouth_out)
+        return {"face": (fm, fq, fs), "mouth": (mm, mq, ms), "face_out": face_out, "mouth_out": mouth_out}
+
+    def _render_branch(self, name: str, means: Tensor, quats: Tensor, log_scales: Tensor,
+                       viewmat: Tensor, K: Tensor, h: int, w: int):
+        b: GaussianBranch = getattr(self, name)
+        rgb, alpha, _, meta = rasterize(
+            means, quats, log_scales.exp(), torch.sigmoid(b.opacity_logits), b.colors(),
+            viewmat[None], K[None], w, h, sh_degree=self.cfg.model.gaussians.sh_degree,
+            config=self.render_cfg,
+        )
+        return rgb[0].permute(2, 0, 1), alpha[0].permute(2, 0, 1), meta  # [3, H, W], [1, H, W]
+
+    def render(self, batch: dict, deformed: dict) -> dict:
+        """Composite per frame: mouth, face over it, the real frame outside the face mask behind both."""
+        image = batch["image"]  # [B, 3, H, W]
+        B, _, H, W = image.shape
+        face_mask = self.face_region(batch)  # [B, 1, H, W]
+        background = image * (1.0 - face_mask)
+        outs, alphas, metas = [], [], {"face": [], "mouth": []}
+        for i in range(B):
+            views = batch["extrinsics"][i].float(), batch["intrinsics"][i].float()
+            fm, fq, fs = (t[i] for t in deformed["face"])
+            mm, mq, ms = (t[i] for t in deformed["mouth"])
+            mouth_rgb, mouth_a, mmeta = self._render_branch("mouth", mm, mq, ms, *views, H, W)
+            face_rgb, face_a, fmeta = self._render_branch("face", fm, fq, fs, *views, H, W)
+            inner = mouth_rgb + (1.0 - mouth_a) * background[i]  # premultiplied colours
+            outs.append(face_rgb + (1.0 - face_a) * inner)
+            alphas.append(1.0 - (1.0 - face_a) * (1.0 - mouth_a))
+            metas["face"].append(fmeta)
+            metas["mouth"].append(mmeta)
+        return {"rgb": torch.stack(outs), "alpha": torch.stack(alphas), "metas": metas, "face_mask": face_mask}
+
+    def face_region(self, batch: dict) -> Tensor:  # [B, 1, H, W]
+        m = batch["masks"][:, :1].float()
+        r = self.cfg.loss.mask_dilate
+        return F.max_pool2d(m, 2 * r + 1, stride=1, padding=r) if r > 0 else m
+
+    # ------------------------------------------------------------------ losses
+    def _ssim_map(self, x: Tensor, y: Tensor) -> Tensor:  # [B, 3, H, W] x2 -> [B, 3, H, W]
+        win = self.cfg.loss.ssim_window
+        sigma = 1.5
+        coords = torch.arange(win, dtype=x.dtype, device=x.device) - (win - 1) / 2
+        g1 = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+        g1 = g1 / g1.sum()
+        kernel = (g1[:, None] * g1[None, :]).expand(3, 1, win, win).contiguous()
+
+        def blur(t):
+            return F.conv2d(F.pad(t, [win // 2] * 4, mode="replicate"), kernel, groups=3)
+
+        mx, my = blur(x), blur(y)
+        sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+
+    def losses(self, batch: dict, out: dict, deformed: dict, step: int) -> dict[str, Tensor]:
+        lc = self.cfg.loss
+        pred, gt, m = out["rgb"], batch["image"], out["face_mask"]
+        denom = m.sum().clamp_min(1.0) * 3
+        l1 = ((pred - gt).abs() * m).sum() / denom
+        # SSIM on mask-composited images: outside the region both are the real frame
+        ssim = (self._ssim_map(pred * m + gt * (1 - m), gt) * m).sum() / denom
+        alpha = (out["alpha"] - batch["masks"][:, :1].float()).abs().mean()
+        fo, mo = deformed["face_out"], deformed["mouth_out"]
+        deform = fo.d_xyz.pow(2).mean() + fo.d_scale.pow(2).mean() + mo.d_xyz.pow(2).mean()
+        terms = {"l1": l1, "dssim": (1 - ssim) / 2, "alpha": alpha, "deform": deform}
+        total = lc.l1 * l1 + lc.dssim * terms["dssim"] + lc.alpha * alpha + lc.deform_size * deform
+        if lc.lpips > 0 and step >= lc.lpips_start_step:
+            terms["lpips"] = self._lpips_lips(pred, gt, batch["masks"][:, 1])
+            total = total + lc.lpips * terms["lpips"]
+        terms["total"] = total
+        return terms
+
+    def _lpips_lips(self, pred: Tensor, gt: Tensor, lips: Tensor) -> Tensor:
+        """LPIPS on the bounding box of the lip mask of each frame (frames without lips are skipped)."""
+        from hm_talker.metrics.image import get_lpips_model
+
+        model = get_lpips_model(pred.device)
+        vals = []
+        for i in range(pred.shape[0]):
+            ys, xs = torch.nonzero(lips[i] > 0.5, as_tuple=True)
+            if ys.numel() == 0:
+                continue
+            y0, y1 = int(ys.min()), int(ys.max()) + 1
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+            p = F.interpolate(pred[i:i + 1, :, y0:y1, x0:x1], size=(32, 32), mode="bilinear", align_corners=False)
+            t = F.interpolate(gt[i:i + 1, :, y0:y1, x0:x1], size=(32, 32), mode="bilinear", align_corners=False)
+            vals.append(model(p * 2 - 1, t * 2 - 1).reshape(()))
+        return torch.stack(vals).mean() if vals else pred.new_zeros(())
+
+    @staticmethod
+    def masked_psnr(pred: Tensor, gt: Tensor, m: Tensor) -> Tensor:  # -> [B] PSNR (dB) inside the mask
+        mse = (((pred - gt) ** 2) * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * 3).clamp_min(1.0)
+        return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def _init_colors(self, batch: dict) -> None:
+        """Colour each face Gaussian with the pixel it projects to in the first training frame."""
+        E, K, img = batch["extrinsics"][0].float(), batch["intrinsics"][0].float(), batch["image"][0]
+        cam = self.face.means @ E[:3, :3].T + E[:3, 3]  # [N, 3]
+        uv = cam @ K.T
+        uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-6)  # [N, 2] pixels
+        H, W = img.shape[-2:]
+        grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], -1)  # pixel-centre convention
+        rgb = F.grid_sample(img[None], grid[None, None], align_corners=False, padding_mode="border")[0, :, 0].T
+        self.face.sh0.copy_(rgb_to_sh(rgb.clamp(0.02, 0.98)).unsqueeze(1))
+        self.colors_initialised.fill_(1)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        opt = self.optimizers()
+        step = self.global_step
+        if self.cfg.model.gaussians.init_colors_from_frame and int(self.colors_initialised) == 0:
+            self._init_colors(batch)
+        self._set_lrs(opt.optimizer if hasattr(opt, "optimizer") else opt, step)
+        face_grad = step >= self.cfg.schedule.mouth_warmup_steps
+        deformed = self.deform(batch, face_grad=face_grad)
+        out = self.render(batch, deformed)
+        terms = self.losses(batch, out, deformed, step)
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(terms["total"])
+        if not self.cfg.schedule.train_mouth_colors:
+            self.mouth.sh0.grad = None
+            self.mouth.sh_rest.grad = None
+        self._accumulate_grad_stats(out["metas"])
+        opt.step()
+        self._densify(opt.optimizer if hasattr(opt, "optimizer") else opt, step + 1)
+
+        bsz = batch["image"].shape[0]
+        if step % max(1, self.cfg.trainer.log_every) == 0:
+            with torch.no_grad():
+                psnr = self.masked_psnr(out["rgb"], batch["image"], out["face_mask"]).mean()
+            logs = {f"train/{k}": v.detach() for k, v in terms.items()}
+            logs["train/psnr"] = psnr
+            logs["train/num_face"] = float(self.face.num)
+            logs["train/num_mouth"] = float(self.mouth.num)
+            self.log_dict(logs, batch_size=bsz, on_step=True, on_epoch=False)
+        return terms["total"].detach()
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        deformed = self.deform(batch)
+        out = self.render(batch, deformed)
+        psnr = self.masked_psnr(out["rgb"].clamp(0, 1), batch["image"], out["face_mask"])  # [B]
+        self._val_sums.append(torch.stack([psnr.sum(), torch.tensor(float(psnr.numel()))]))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_sums:
+            return
+        s = torch.stack(self._val_sums).sum(0)
+        # mean over val frames (sync_dist: every rank sees the same val frames)
+        self.log("psnr_val", s[0] / s[1], sync_dist=True)
+
+    # ------------------------------------------------------------------ densification
+    @torch.no_grad()
+    def _accumulate_grad_stats(self, metas: dict) -> None:
+        if not self.cfg.strategy.enabled or self.global_step >= self.cfg.strategy.stop_step:
+            return
+        for name in BRANCHES:
+            b: GaussianBranch = getattr(self, name)
+            for meta in metas[name]:
+                g = meta["means2d"].grad
+                if g is None:
+                    continue
+                # pixel gradients -> NDC-like units (x W/2, H/2) so the 3DGS threshold applies
+                scale = g.new_tensor([meta["width"] / 2.0, meta["height"] / 2.0])
+                norm = (g[0] * scale).norm(dim=-1)  # [N]
+                vis = meta["radii"][0] > 0
+                b.grad_accum += torch.where(vis, norm, torch.zeros_like(norm))
+                b.grad_count += vis.float()
+
+    @torch.no_grad()
+    def _densify(self, opt: torch.optim.Optimizer, step: int) -> None:
+        s = self.cfg.strategy
+        if not s.enabled or step > s.stop_step:
+            return
+        if s.reset_opacity_every > 0 and step % s.reset_opacity_every == 0:
+            for name in BRANCHES:
+                self._reset_opacity(opt, getattr(self, name))
+        if step < s.start_step or step % s.every != 0:
+            return
+        for name in BRANCHES:
+            self._densify_branch(opt, name)
+
+    def _reset_opacity(self, opt, b: GaussianBranch) -> None:
+        cap = _logit(self.cfg.strategy.reset_opacity_value)
+        b.opacity_logits.clamp_(max=cap)
+        state = opt.state.get(b.opacity_logits, {})
+        for k in ADAM_MOMENTS:
+            if k in state:
+                state[k].zero_()
+
+    def _densify_branch(self, opt, name: str) -> None:
+        s = self.cfg.strategy
+        b: GaussianBranch = getattr(self, name)
+        n = b.num
+        avg = b.grad_accum / b.grad_count.clamp_min(1.0)
+        grow = avg >= s.grad_threshold
+        room = max(0, s.max_gaussians - n)
+        if int(grow.sum()) > room:  # keep the largest gradients when the cap binds
+            keep = torch.zeros_like(grow)
+            keep[torch.topk(torch.where(grow, avg, torch.full_like(avg, -1.0)), room).indices] = True
+            grow = grow & keep
+        big = b.log_scales.exp().amax(-1) > s.split_scale
+        split, clone = grow & big, grow & ~big
+        split_idx, clone_idx = split.nonzero().squeeze(1), clone.nonzero().squeeze(1)
+
+        # split: the original becomes sample 1, an appended copy sample 2, both shrunk by 1.6
+        idx = torch.cat([torch.arange(n, device=avg.device), clone_idx, split_idx])
+        appended = torch.zeros(idx.numel(), dtype=torch.bool, device=avg.device)
+        appended[n:] = True
+        means = b.means[idx].clone()
+        log_scales = b.log_scales[idx].clone()
+        split_rows = torch.cat([split_idx, torch.arange(n + clone_idx.numel(), idx.numel(), device=avg.device)])
+        if split_rows.numel():
+            sc = log_scales[split_rows].exp()
+            rot = quat_to_rotmat(b.quats[idx[split_rows]])
+            offset = (rot @ (torch.randn_like(sc) * sc).unsqueeze(-1)).squeeze(-1)
+            means[split_rows] += offset
+            log_scales[split_rows] = (sc / 1.6).log()
+        keep = torch.sigmoid(b.opacity_logits[idx]) >= s.prune_opacity
+        if not keep.any():  # never prune a branch to nothing
+            keep[0] = True
+        sel = keep.nonzero().squeeze(1)
+        self._reindex_branch(opt, b, idx[sel], appended[sel], {"means": means[sel], "log_scales": log_scales[sel]})
+
+    def _reindex_branch(self, opt, b: GaussianBranch, idx: Tensor, appended: Tensor,
+                        new_values: dict[str, Tensor]) -> None:
+        """Gather rows ``idx`` of every tensor of ``b`` (Adam moments too; appended rows start at 0)."""
+        for key in GAUSSIAN_PARAMS:
+            old = getattr(b, key)
+            value = new_values.get(key, old.data[idx])
+            new = nn.Parameter(value.contiguous(), requires_grad=old.requires_grad)
+            for group in opt.param_groups:
+                for j, p in enumerate(group["params"]):
+                    if p is old:
+                        group["params"][j] = new
+            state = opt.state.pop(old, None)
+            if state is not None:
+                for k in ADAM_MOMENTS:
+                    if k in state:
+                        moment = state[k][idx].clone()
+                        moment[appended] = 0
+                        state[k] = moment
+                opt.state[new] = state
+            setattr(b, key, new)
+        b.grad_accum = torch.zeros(idx.numel(), device=idx.device)
+        b.grad_count = torch.zeros(idx.numel(), device=idx.device)

@@ -1,0 +1,66 @@
+"""The installed `hm-talker` command end to end, and OpenFace CSV import."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hm_talker.constants import AU_NAMES
+
+
+def test_preprocess_command_writes_a_complete_identity(synthetic_clip, tmp_path):
+    exe = Path(sys.executable).with_name("hm-talker")
+    r = subprocess.run([str(exe), "preprocess", str(synthetic_clip.path), "--out", str(tmp_path / "id"),
+                        "--size", "96", "--shard-frames", "40", "--set", "crop_scale=2.0"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "150 frames (136 train, 14 val) in 5 shards" in r.stdout
+    m = json.loads((tmp_path / "id" / "manifest.json").read_text())
+    assert m["size"] == 96 and m["config"]["crop_scale"] == 2.0
+    assert [s["num_samples"] for s in m["shards"]["train"]] == [40, 40, 40, 16]
+
+
+@pytest.mark.parametrize("leading_space", [True, False])
+def test_openface_csv_replaces_the_geometric_aus(synthetic_clip, tmp_path, leading_space):
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import preprocess
+
+    n = synthetic_clip.num_frames
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 5, (n, 17)).round(2)
+    sp = " " if leading_space else ""
+    header = ["frame", f"{sp}timestamp", f"{sp}success"] + [f"{sp}{a}_r" for a in AU_NAMES] + [f"{sp}AU01_c"]
+    rows = [",".join(header)] + [",".join([str(i + 1), f"{i / 25:.2f}", "1"] + [str(v) for v in values[i]] + ["0"])
+                                 for i in range(n)]
+    (tmp_path / "of.csv").write_text("\n".join(rows))
+    preprocess([synthetic_clip.path], tmp_path / "id", PreprocessConfig(size=64, shard_frames=50,
+                                                                         openface_csv=str(tmp_path / "of.csv")))
+    aus = np.load(tmp_path / "id" / "features.npz")["aus"]
+    np.testing.assert_allclose(aus, values.astype(np.float32))
+    m = json.loads((tmp_path / "id" / "manifest.json").read_text())
+    assert m["features"]["aus"]["source"] == "openface"
+
+
+def test_openface_csv_with_wrong_length_is_an_error(synthetic_clip, tmp_path):
+    from hm_talker.errors import InputError
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import preprocess
+
+    (tmp_path / "of.csv").write_text(",".join(f"{a}_r" for a in AU_NAMES) + "\n" + ",".join(["1"] * 17))
+    with pytest.raises(InputError, match="1 rows"):
+        preprocess([synthetic_clip.path], tmp_path / "id",
+                   PreprocessConfig(size=64, openface_csv=str(tmp_path / "of.csv")))
+    assert not (tmp_path / "id").exists()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    exe = Path(sys.executable).with_name("hm-talker")
+    r = subprocess.run([str(exe), "demo", "--out", str(tmp_path / "demo")], capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "demo" / "identity" / "manifest.json").is_file()
