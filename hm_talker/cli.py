@@ -60,12 +60,38 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="PSNR/SSIM/LPIPS/LMD/AUE/Sync of a prediction against a target")
+    p.add_argument("--pred", required=True, help="video, image or folder of frames")
+    p.add_argument("--target", required=True, help="video, image or folder of frames")
+    p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
+    p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from hm_talker.evaluate import evaluate_pair
+
+    m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
+    print(f"{args.out}/metrics.json: {shown}")
+    return 0
+
+
+def _add_compare(sub):
+    p = sub.add_parser("compare", help="mean and spread over seeds per ablation group, with plots")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="RUNS... --out DIR | --wandb-project P [--group G]")
+    p.set_defaults(func=lambda a: __import__("hm_talker.compare", fromlist=["main"]).main(a.args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hm-talker", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
     _add_demo(sub)
+    _add_evaluate(sub)
+    _add_compare(sub)
     return parser
 
 

@@ -8,13 +8,16 @@ from hm_talker.constants import FACE_OVAL, LIPS_INNER, LIPS_OUTER
 MASK_NAMES = ["face", "lips", "mouth"]  # channel order of masks.png
 
 
-def draw_masks(lms: np.ndarray, size: int) -> np.ndarray:
-    """Crop-pixel landmarks [478, 3] -> [size, size, 3] uint8 masks (0 / 255): face, lips, inner mouth."""
+def draw_masks(lms: np.ndarray, size) -> np.ndarray:
+    """Pixel landmarks [478, 3] -> [H, W, 3] uint8 masks (0 / 255): face, lips, inner mouth.
+
+    `size` is the side of a square frame or (H, W)."""
     import cv2
 
-    out = np.zeros((size, size, 3), dtype=np.uint8)
+    h, w = (size, size) if np.isscalar(size) else size
+    out = np.zeros((h, w, 3), dtype=np.uint8)
     pts = lambda idx: np.round(lms[idx, :2] * 16).astype(np.int32)  # 4 fractional bits  # noqa: E731
-    chans = [np.zeros((size, size), np.uint8) for _ in range(3)]
+    chans = [np.zeros((h, w), np.uint8) for _ in range(3)]
     cv2.fillPoly(chans[0], [cv2.convexHull(pts(FACE_OVAL))], 255, cv2.LINE_8, shift=4)
     cv2.fillPoly(chans[1], [pts(LIPS_OUTER)], 255, cv2.LINE_8, shift=4)
     cv2.fillPoly(chans[2], [pts(LIPS_INNER)], 255, cv2.LINE_8, shift=4)

@@ -85,7 +85,9 @@ def bin_tiles(
 ) -> TileBins:
     """List the (tile, Gaussian) pairs that can contribute, sorted by tile then depth.
 
-    Cost: O(P log P) for the sort, P = number of pairs (a few per visible Gaussian).
+    Cost: O(P log P) for one sort, P = number of pairs (a few per visible Gaussian).
+    Per-pair arithmetic is done in floating point (small exact integers): integer
+    division and boolean-mask indexing are several times slower on CPU.
     """
     C, N = proj.valid.shape
     dev = proj.means2d.device
@@ -93,44 +95,47 @@ def bin_tiles(
     tiles_x, tiles_y = math.ceil(width / ts), math.ceil(height / ts)
     gid = proj.valid.reshape(-1).nonzero().squeeze(1)  # [V]
     V = gid.numel()
-    m = proj.means2d.detach().reshape(-1, 2)[gid]
-    r = proj.radii.reshape(-1, 2)[gid].to(m.dtype)
-    # Pixels whose centre (i + 0.5) lies inside the box [m - r, m + r].
-    lo = torch.ceil(m - r - 0.5).long()
-    hi = torch.floor(m + r - 0.5).long()
-    size = torch.tensor([width, height], device=dev)
+    m = proj.means2d.detach().reshape(-1, 2).index_select(0, gid)
+    r = proj.radii.reshape(-1, 2).index_select(0, gid).to(m.dtype)
+    size = torch.tensor([width, height], device=dev, dtype=m.dtype)
+    # Pixels whose centre (i + 0.5) lies inside the box [m - r, m + r], then their tiles.
+    lo = torch.ceil(m - r - 0.5)
+    hi = torch.floor(m + r - 0.5)
     nonempty = ((hi >= lo) & (hi >= 0) & (lo < size)).all(-1)
-    lo = torch.minimum(torch.maximum(lo, torch.zeros_like(lo)), size - 1)
-    hi = torch.minimum(torch.maximum(hi, torch.zeros_like(hi)), size - 1)
-    t0, t1 = lo // ts, hi // ts  # [V, 2] first/last tile column (x) and row (y)
-    nt = (t1 - t0 + 1)
-    n = nt[:, 0] * nt[:, 1] * nonempty
+    t0 = torch.floor(torch.minimum(torch.clamp_min(lo, 0), size - 1) / ts)  # [V, 2] first tile (x, y)
+    t1 = torch.floor(torch.minimum(torch.clamp_min(hi, 0), size - 1) / ts)
+    nt = t1 - t0 + 1
+    n = (nt[:, 0] * nt[:, 1]).long() * nonempty
     owner = torch.repeat_interleave(torch.arange(V, device=dev), n)  # [P] index into gid
     P = owner.numel()
-    local = torch.arange(P, device=dev) - (torch.cumsum(n, 0) - n)[owner]
-    ntx = nt[owner, 0]
-    tx = t0[owner, 0] + local % ntx
-    ty = t0[owner, 1] + local // ntx
-    pgid = gid[owner]
+    local = (torch.arange(P, device=dev) - (torch.cumsum(n, 0) - n).index_select(0, owner)).to(m.dtype)
+    # One gather of everything per-Gaussian the pairs need: tile origin, tile-grid width, ...
+    per_g = [t0, nt[:, :1]]
+    if exact_cull:
+        con = proj.conics.detach().reshape(-1, 3).index_select(0, gid)
+        logo = torch.log(opacities.reshape(-1).index_select(0, gid))[:, None]
+        per_g += [m, con, logo]
+    pg = torch.cat(per_g, dim=1).index_select(0, owner)  # [P, 3 (+6)]
+    ty = torch.floor((local + 0.5) / pg[:, 2])
+    tx = pg[:, 0] + (local - ty * pg[:, 2])
+    ty = ty + pg[:, 1]
 
     if exact_cull and P > 0:
-        con = proj.conics.detach().reshape(-1, 3)[pgid]
-        mp = m[owner]
-        x0 = (tx * ts).to(m.dtype) + 0.5 - mp[:, 0]
-        x1 = torch.clamp_max(tx * ts + ts, width).to(m.dtype) - 0.5 - mp[:, 0]
-        y0 = (ty * ts).to(m.dtype) + 0.5 - mp[:, 1]
-        y1 = torch.clamp_max(ty * ts + ts, height).to(m.dtype) - 0.5 - mp[:, 1]
-        qmin = _min_quadratic_over_box(con[:, 0], con[:, 1], con[:, 2], x0, x1, y0, y1)
-        logo = torch.log(opacities.reshape(-1)[pgid])
-        keep = logo - qmin >= math.log(alpha_min) - _CULL_MARGIN
-        owner, tx, ty, pgid = owner[keep], tx[keep], ty[keep], pgid[keep]
+        mx, my, a, b, c, lg = pg[:, 3:].unbind(1)
+        x0 = tx * ts + 0.5 - mx
+        x1 = torch.clamp_max(tx * ts + ts, width) - 0.5 - mx
+        y0 = ty * ts + 0.5 - my
+        y1 = torch.clamp_max(ty * ts + ts, height) - 0.5 - my
+        qmin = _min_quadratic_over_box(a, b, c, x0, x1, y0, y1)
+        keep = (lg - qmin >= math.log(alpha_min) - _CULL_MARGIN).nonzero().squeeze(1)
+        owner, tx, ty = owner.index_select(0, keep), tx.index_select(0, keep), ty.index_select(0, keep)
 
-    cam = pgid // N
-    tile = cam * (tiles_x * tiles_y) + ty * tiles_x + tx
+    pgid = gid.index_select(0, owner)
+    tile = (pgid // N) * (tiles_x * tiles_y) + ty.long() * tiles_x + tx.long()
     depth_rank = torch.empty(V, dtype=torch.long, device=dev)
-    depth_rank[torch.argsort(proj.depths.detach().reshape(-1)[gid])] = torch.arange(V, device=dev)
-    order = torch.argsort(tile * max(V, 1) + depth_rank[owner])
-    pair_gid, pair_tile = pgid[order], tile[order]
+    depth_rank[torch.argsort(proj.depths.detach().reshape(-1).index_select(0, gid))] = torch.arange(V, device=dev)
+    order = torch.argsort(tile * max(V, 1) + depth_rank.index_select(0, owner))
+    pair_gid, pair_tile = pgid.index_select(0, order), tile.index_select(0, order)
 
     counts = torch.bincount(pair_tile, minlength=C * tiles_x * tiles_y)
     starts = torch.cumsum(counts, 0) - counts

@@ -67,7 +67,7 @@ class TalkingHeadModule(L.LightningModule):
         self.automatic_optimization = False
         self.cfg = cfg
         # the checkpoint keeps the config as a plain dict (loads with torch.load(weights_only=True))
-        self.save_hyperparameters({"config": config_dict or {}})
+        self.config_dict = config_dict or {}
         g = cfg.model.gaussians
         cond_dim = cfg.model.audio.condition_dim
         cfg.model.deformation.face.condition_dim = cond_dim  # both branches read the audio condition
@@ -123,6 +123,7 @@ class TalkingHeadModule(L.LightningModule):
                       int(np_state[3]), float(np_state[4])],
             "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
         }
+        checkpoint["config"] = self.config_dict
         checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

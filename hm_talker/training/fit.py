@@ -1,0 +1,190 @@
+"""`hm-talker fit [CONFIG] [key=value ...] [--resume]`: train one identity's talking head.
+
+CONFIG is an override file on top of `FitConfig` (default: experiments/default.yaml);
+key=value arguments override the file. The run lives in RUN_DIR = run.dir/run.name:
+checkpoints/last.ckpt (written atomically), W&B files (offline unless WANDB_MODE says
+otherwise) and summary.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hm_talker.config_utils import merge_overrides
+from hm_talker.errors import InputError
+from hm_talker.training.config import FitConfig
+
+log = logging.getLogger("hm_talker")
+DEFAULT_CONFIG = Path("experiments") / "default.yaml"  # relative to the repository root
+LAST = "last.ckpt"
+
+
+def _default_config_path() -> Path:
+    here = Path(__file__).resolve().parents[2] / DEFAULT_CONFIG  # the source checkout
+    return here if here.is_file() else DEFAULT_CONFIG  # else relative to the working directory
+
+
+def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
+    """FitConfig defaults <- CONFIG file <- key=value overrides (unknown keys are an InputError)."""
+    cfg = OmegaConf.structured(FitConfig)
+    OmegaConf.set_struct(cfg, True)
+    path = Path(config_path) if config_path else _default_config_path()
+    if not path.is_file():
+        raise InputError(path, "config file not found")
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+    except OmegaConfBaseException as exc:
+        raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
+    cfg = merge_overrides(cfg, list(overrides))
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise InputError(path, "data.root is not set (pass data.root=IDENTITY_DIR)")
+    return cfg
+
+
+def flat_dict(cfg: DictConfig) -> dict:
+    """{'a.b.c': value} of the resolved config (for W&B and summary.json)."""
+    out: dict = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def run_name(cfg: DictConfig) -> str:
+    return cfg.run.name or f"{Path(cfg.data.root).name}-seed{cfg.seed}"
+
+
+def _make_checkpoint_callback(dirpath: Path, every: int):
+    import lightning as L
+
+    class AtomicLastCheckpoint(L.Callback):
+        """checkpoints/last.ckpt every `every` steps and at the end: temp file then os.replace."""
+
+        def __init__(self) -> None:
+            self.dirpath = dirpath
+
+        def _save(self, trainer) -> None:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            tmp = self.dirpath / f".{LAST}.tmp-{os.getpid()}"
+            trainer.save_checkpoint(tmp)  # every rank calls it; only rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(tmp, self.dirpath / LAST)  # atomic: readers never see a partial file
+            trainer.strategy.barrier()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if every > 0 and trainer.global_step % every == 0:
+                self._save(trainer)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self._save(trainer)
+
+    return AtomicLastCheckpoint()
+
+
+def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
+    """Train (or resume) one run; returns RUN_DIR."""
+    cfg = load_config(config_path, overrides)
+    root = Path(cfg.data.root)
+    from datamodules.talking_head import TalkingHeadDataModule, load_manifest
+
+    manifest = load_manifest(root)
+    # the audio encoder's input follows the identity's features (mel, HuBERT, ...)
+    k, d = manifest["features"]["audio"]["shape"]
+    cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
+    if cfg.model.audio.window != cfg.data.window:
+        raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
+
+    name = run_name(cfg)
+    run_dir = Path(cfg.run.dir) / name
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / LAST
+    if resume and not last.is_file():
+        raise InputError(last, "nothing to resume (no checkpoint)")
+    if not resume and last.is_file():
+        raise InputError(run_dir, "run exists: pass --resume to continue it, or set run.name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    import lightning as L
+    import numpy as np
+    import torch
+    from lightning.pytorch.loggers import WandbLogger
+
+    from hm_talker.training.module import TalkingHeadModule
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    flat = flat_dict(cfg)
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    with np.load(root / "features.npz", allow_pickle=False) as f:
+        mean_shape = f["mean_shape"]
+    module = TalkingHeadModule(OmegaConf.to_object(cfg), mean_shape,
+                               config_dict=OmegaConf.to_container(cfg, resolve=True))
+    dm = TalkingHeadDataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                               window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
+                               val_batch_size=cfg.data.val_batch_size)
+
+    mode = os.environ.get("WANDB_MODE") or cfg.run.wandb_mode  # the user's environment wins
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logger = WandbLogger(name=name, id=name, project=cfg.run.project, group=cfg.run.group or None,
+                         tags=list(cfg.run.tags) or None, save_dir=str(run_dir), mode=mode,
+                         resume="allow", config=flat)
+    t = cfg.trainer
+    trainer = L.Trainer(
+        max_steps=t.max_steps, devices=t.devices, accelerator=t.accelerator, precision=t.precision,
+        logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every)],
+        enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
+        val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir),
+    )
+    torch.set_float32_matmul_precision("high")
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if trainer.is_global_zero:
+        summary = {"name": name, "group": cfg.run.group, "seed": cfg.seed, "tags": list(cfg.run.tags),
+                   "config": flat, "metrics": metrics, "global_step": trainer.global_step,
+                   "num_gaussians": {"face": module.face.num, "mouth": module.mouth.num}}
+        tmp = run_dir / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "summary.json")
+    logger.experiment.finish() if hasattr(logger.experiment, "finish") else None
+    return run_dir
+
+
+def _run_fit(args) -> int:
+    run_dir = fit(args.config, args.overrides, args.resume)
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        psnr = json.loads(summary.read_text())["metrics"].get("psnr_val")
+        print(f"{run_dir}: psnr_val={psnr:.2f} dB" if psnr is not None else str(run_dir))
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register `hm-talker fit [CONFIG] [key=value ...] [--resume]`."""
+    p = subparsers.add_parser("fit", help="train a person-specific talking head on a preprocessed identity")
+    p.add_argument("config", nargs="?", default=None,
+                   help=f"override file on top of the defaults (default {DEFAULT_CONFIG.as_posix()})")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. data.root=ident trainer.max_steps=2000 seed=1")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoints/last.ckpt exactly")
+    p.set_defaults(func=_fit_entry)
+
+
+def _fit_entry(args) -> int:
+    # argparse cannot tell `fit a=1` (no CONFIG) from `fit cfg.yaml`: a first positional with '=' is an override
+    if args.config is not None and "=" in args.config:
+        args.overrides = [args.config, *args.overrides]
+        args.config = None
+    return _run_fit(args)
