@@ -77,34 +77,42 @@ def test_cli_parser_registers_fit():
     assert args.config == "my.yaml" and args.overrides == ["seed=2"]
 
 
-# measured on the 64 px synthetic identity (CPU): untrained (grey Gaussians) ~9.0 dB,
-# 150 steps ~+X dB; the test asks for +3 dB over the untrained model.
-PSNR_GAIN_DB = 3.0
+# Measured on the 64 px synthetic identity (CPU, 300+50 Gaussians, batch 2, seed 0), face-mask PSNR
+# on the 14 val frames: untrained (grey Gaussians) 16.2 dB; after step 1 (face colours taken from
+# the first frame) 21.7 dB; after 40 steps 25.2 dB. The test asks for +6 dB over the untrained
+# model and +2 dB over the colour-initialised one (so the optimisation itself must help).
+PSNR_GAIN_DB = 6.0
+PSNR_GAIN_OVER_COLOR_INIT_DB = 2.0
 
 
 def test_short_fit_raises_val_psnr(identity64, tmp_path):
-    run0 = _fit(identity64, tmp_path, "untrained", 0)
-    run = _fit(identity64, tmp_path, "trained", 150, "trainer.val_every=1000")
-    before = json.loads((run0 / "summary.json").read_text())["metrics"]["psnr_val"]
+    def psnr(run):
+        return json.loads((run / "summary.json").read_text())["metrics"]["psnr_val"]
+
+    untrained = psnr(_fit(identity64, tmp_path, "untrained", 0))
+    color_init = psnr(_fit(identity64, tmp_path, "colorinit", 1))
+    run = _fit(identity64, tmp_path, "trained", 40, "trainer.val_every=1000")
     summary = json.loads((run / "summary.json").read_text())
     after = summary["metrics"]["psnr_val"]
-    assert after >= before + PSNR_GAIN_DB, (before, after)
+    assert after >= untrained + PSNR_GAIN_DB, (untrained, after)
+    assert after >= color_init + PSNR_GAIN_OVER_COLOR_INIT_DB, (color_init, after)
     assert summary["name"] == "trained" and summary["seed"] == 0 and "loss.l1" in summary["config"]
     # the checkpoint loads with the safe loader and records the Gaussian counts
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 150
+    assert ckpt["global_step"] == 40
     assert ckpt["num_gaussians"]["face"] == ckpt["state_dict"]["face.means"].shape[0]
     assert isinstance(ckpt["config"], dict) and "rng" in ckpt
+    assert (run / "wandb").is_dir()  # offline W&B run inside RUN_DIR
 
 
 def test_resume_is_exact(identity64, tmp_path):
     """N steps in one go == N/2 steps, stop, --resume to N (params, Adam moments, Gaussian count)."""
-    n = 24
+    n = 8  # stop after 4 (mid-epoch: 68 batches per epoch), densify at step 6, face warm-up ends at 2
     common = ["data.shuffle_buffer=1",  # the datamodule's sample shuffle is not seeded
               f"optim.decay_steps={n}",  # lr schedule independent of max_steps
-              "strategy.start_step=16", "strategy.every=16", "strategy.grad_threshold=1e-5",
-              "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=4",
-              "trainer.val_every=1000", "trainer.checkpoint_every=1000"]
+              "strategy.start_step=6", "strategy.every=6", "strategy.grad_threshold=1e-5",
+              "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=2",
+              "trainer.val_every=1000", "trainer.checkpoint_every=1000", "trainer.limit_val_batches=1"]
     full = _fit(identity64, tmp_path, "full", n, *common)
     _fit(identity64, tmp_path, "split", n // 2, *common)
     split = _fit(identity64, tmp_path, "split", n, *common, resume=True)

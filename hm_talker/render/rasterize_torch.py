@@ -193,6 +193,7 @@ class _CompositeOpts:
     k_chunk: int
     chunk_elems: int
     may_clamp: bool  # some opacity exceeds alpha_max, so the clamp's zero derivative must be applied
+    save_blocks: bool  # keep 8 bytes per (pair, pixel) for backward instead of recomputing the block
 
 
 def _chunk_index(start: Tensor, count: Tensor, act: Tensor, k0: int, kc: int, dummy: int) -> Tensor:
@@ -202,31 +203,24 @@ def _chunk_index(start: Tensor, count: Tensor, act: Tensor, k0: int, kc: int, du
     return torch.where(k < count[act, None], idx, torch.full_like(idx, dummy))
 
 
-def _alpha_block(coeffs: Tensor, feats: Tensor, o: _CompositeOpts) -> Tensor:  # [A, px, k]
-    """Clamped alpha of one block, exactly 0 where it is below alpha_min.
+def _block(coeffs: Tensor, feats: Tensor, t_start: Tensor, o: _CompositeOpts):
+    """Composite one block of splats; returns (r, T_next, w), each [A, px, k].
 
-    Log-alpha is clamped to [-30, log(alpha_max)] before exp(): exp of very negative
-    inputs (padding uses -1e4) leaves the vectorised fast path or yields denormals,
-    20-200x slower per element on x86.  The exact zero comes from the threshold after.
-    Clamped entries all equal exp(float(log(alpha_max))) exactly.
+    ``alpha``: log-alpha is clamped to [-30, log(alpha_max)] before exp(), because exp
+    of very negative inputs (padding uses -1e4) leaves the vectorised fast path or
+    yields denormals, 20-200x slower per element on x86; the threshold after it makes
+    skipped splats exactly 0.  ``T_next`` is the transmittance after each splat,
+    zeroed once it drops to <= t_min: since T only decreases this also terminates the
+    pixel for later blocks.  ``r = alpha / (1 - alpha)`` gives ``w = alpha * T = r * T_next``,
+    which is exactly 0 for a terminated splat, and is the factor the gradient needs.
     """
     ell = torch.matmul(feats, coeffs.transpose(1, 2))
-    a = ell.clamp_(-30.0, math.log(o.alpha_max)).exp_()
-    return F.threshold_(a, o.alpha_min, 0.0)
-
-
-def _weights(alpha: Tensor, t_start: Tensor, o: _CompositeOpts):
-    """Blend weights w = alpha*T of a block; returns (w, T_next, 1 - alpha).
-
-    ``T_next`` is the transmittance after each splat, zeroed once it drops to
-    <= t_min; since T only decreases, zeroing also terminates the pixel for later
-    blocks.  A terminated splat gets w = alpha * T_next / (1 - alpha) = 0 exactly.
-    """
+    alpha = F.threshold_(ell.clamp_(-30.0, math.log(o.alpha_max)).exp_(), o.alpha_min, 0.0)
     om = torch.sub(1.0, alpha)
     t_next = torch.cumprod(om, dim=-1).mul_(t_start)
     F.threshold_(t_next, o.t_min, 0.0)
-    w = torch.mul(alpha, t_next).div_(om)
-    return w, t_next, om
+    r = alpha.div_(om)
+    return r, t_next, r * t_next
 
 
 class _CompositeTiles(torch.autograd.Function):
@@ -246,22 +240,22 @@ class _CompositeTiles(torch.autograd.Function):
         va = torch.cat([torch.cat([vals, vals.new_ones(P, 1)], 1), vals.new_zeros(1, D + 1)])
         acc = vals.new_zeros(n_tiles, npx, D + 1)
         counts = tile_count.tolist()
-        records = []  # (active tiles, k0, k, T at block start) per block, for backward
+        records = []  # per block: active tiles, k0, k, T at block start (+ r, T_next if saved)
         b0 = 0
         while b0 < n_tiles:
             kc = max(1, min(opts.k_chunk, counts[b0]))  # tiles come by decreasing count
             nb = max(1, opts.chunk_elems // (kc * npx))
             act = torch.arange(b0, min(b0 + nb, n_tiles), device=co.device)
-            left = counts[b0 : b0 + nb]  # remaining splats per active tile (python ints, no sync)
+            left = counts[b0 : b0 + nb]  # splat counts of the active tiles (python ints: no sync)
             b0 += nb
             t_run = vals.new_ones(act.numel(), npx, 1)
             k0 = 0
             while act.numel() > 0:
                 kb = max(1, min(kc, max(left) - k0))  # no block longer than the longest list left
                 idx = _chunk_index(tile_start, tile_count, act, k0, kb, P)
-                w, t_next, _ = _weights(_alpha_block(co[idx], feats, opts), t_run, opts)
+                r, t_next, w = _block(co[idx], feats, t_run, opts)
                 acc.index_add_(0, act, torch.bmm(w, va[idx]))
-                records.append((act, k0, kb, t_run))
+                records.append((act, k0, kb, t_run) + ((r, t_next) if opts.save_blocks else ()))
                 k0 += kb
                 t_run = t_next[..., -1:]
                 # A tile goes on while it has splats left and some pixel is not saturated.
@@ -284,29 +278,34 @@ class _CompositeTiles(torch.autograd.Function):
         g_acc = g_acc.contiguous()
         g_co = torch.zeros_like(co)
         g_va = torch.zeros_like(va) if ctx.needs_input_grad[1] else None
-        if o.may_clamp:  # clamped entries equal a_star; anything within a few ulps counts as clamped
+        if o.may_clamp:  # clamped entries share r* = a*/(1-a*); anything within a few ulps counts as clamped
             a_star = float(torch.tensor(math.log(o.alpha_max), dtype=co.dtype).exp())
-            th = a_star * (1.0 - 8.0 * torch.finfo(co.dtype).eps)
+            r_th = a_star / (1.0 - a_star) * (1.0 - 64.0 * torch.finfo(co.dtype).eps)
         # R: per tile and pixel, sum of w_j * s_j over all blocks behind the current one.
         R = g_acc.new_zeros(g_acc.shape[0], g_acc.shape[1], 1)
-        for act, k0, kc, t_start in reversed(ctx.records):
+        for rec in reversed(ctx.records):
+            act, k0, kc, t_start = rec[:4]
             idx = _chunk_index(tile_start, tile_count, act, k0, kc, P)
             v = va[idx]
-            alpha = _alpha_block(co[idx], feats, o)
-            w, t_next, om = _weights(alpha, t_start, o)
-            # d alpha / d log-alpha = alpha, except 0 where alpha was clamped
-            da = alpha.sub_(F.threshold(alpha, th, 0.0)) if o.may_clamp else alpha
+            if o.save_blocks:
+                r, t_next = rec[4:]
+                w = r * t_next
+            else:
+                r, t_next, w = _block(co[idx], feats, t_start, o)
             gb = g_acc[act]
             s = torch.bmm(gb, v.transpose(1, 2))  # [A, px, k] dL/dw
-            cs = torch.cumsum(w * s, dim=-1)
-            r_after = R[act]
-            total = cs[..., -1:]
-            # dL/dalpha_i = T_i s_i - (sum_{j>i} w_j s_j) / (1 - alpha_i), with T_i = T_next_i / (1 - alpha_i)
-            suffix = torch.sub(total, cs).add_(r_after)
-            g_ell = s.mul_(t_next).sub_(suffix).div_(om).mul_(da)
-            g_co[idx] = torch.matmul(g_ell.transpose(1, 2), feats)
             if g_va is not None:
                 g_va[idx] = torch.bmm(w.transpose(1, 2), gb)
+            cs = torch.cumsum(w.mul_(s), dim=-1)  # w is a fresh tensor in both modes
+            r_after = R[act]
+            total = cs[..., -1:]
+            if o.may_clamp:  # d alpha / d log-alpha is 0 where alpha was clamped (out of place: r may be saved)
+                r = r - F.threshold(r, r_th, 0.0)
+            # dL/dlog(alpha_i) = alpha_i * (T_i s_i - sum_{j>i} w_j s_j / (1 - alpha_i))
+            #                  = r_i * (T_next_i s_i - sum_{j>i} w_j s_j)
+            suffix = torch.sub(total, cs).add_(r_after)
+            g_ell = s.mul_(t_next).sub_(suffix).mul_(r)
+            g_co[idx] = torch.matmul(g_ell.transpose(1, 2), feats)
             R[act] = r_after + total
         g_vals = None if g_va is None else g_va[:P, :D]
         return g_co[:P], g_vals, None, None, None, None
@@ -323,9 +322,10 @@ def composite_tiles(
     k_chunk: int,
     chunk_elems: int,
     may_clamp: bool = True,  # False only if no opacity exceeds alpha_max (skips one pass in backward)
+    save_blocks: bool = True,  # backward reuses 8 bytes per (pair, tile pixel) instead of recomputing
 ) -> Tensor:  # [T, tile_size^2, D + 1] for bins.tile_ids
     feats = pixel_features(tile_size, coeffs.dtype, coeffs.device)
-    opts = _CompositeOpts(alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems, may_clamp)
+    opts = _CompositeOpts(alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems, may_clamp, save_blocks)
     return _CompositeTiles.apply(coeffs, vals, bins.tile_start, bins.tile_count, feats, opts)
 
 
@@ -347,7 +347,7 @@ def rasterize_torch(
     height: int,
     sh_degree: int | None = None,
     backgrounds: Tensor | None = None,  # [C, D] or [D]
-    tile_size: int = 16,
+    tile_size: int = 8,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     eps2d: float = 0.3,
@@ -355,7 +355,8 @@ def rasterize_torch(
     alpha_max: float = 0.99,
     transmittance_min: float = 1e-4,
     k_chunk: int = 32,
-    chunk_elems: int = 1 << 20,
+    chunk_elems: int = 1 << 17,
+    save_blocks: bool = True,
     exact_cull: bool = True,
 ):
     """Render C views; returns colours [C, H, W, D], alphas [C, H, W, 1], expected depths [C, H, W, 1], meta.
@@ -386,7 +387,7 @@ def rasterize_torch(
     vals = torch.cat([feat.reshape(-1, D)[g], proj.depths.reshape(-1, 1)[g]], dim=-1)  # [P, D + 1]
     acc = composite_tiles(
         coeffs, vals, bins, tile_size, alpha_min, alpha_max, transmittance_min, k_chunk, chunk_elems,
-        may_clamp=bool(opac.max() > alpha_max) if opac.numel() else False,
+        may_clamp=bool(opac.max() > alpha_max) if opac.numel() else False, save_blocks=save_blocks,
     )  # [T, ts*ts, D + 2]
 
     ts = tile_size

@@ -37,8 +37,8 @@ class GaussianConfig:
     num_mouth: int = 300  # inside-mouth Gaussians at initialisation (behind the inner lips)
     sh_degree: int = 0  # spherical-harmonics degree of the colours (0 = view-independent)
     init_jitter: float = 0.03  # std of the isotropic jitter around landmarks (head units; eye distance = 1)
-    init_scale: float = 0.04  # initial isotropic scale of every Gaussian (head units)
-    init_opacity: float = 0.3  # initial opacity of every Gaussian
+    init_scale: float = 0.0  # initial isotropic scale (head units); 0 = RMS distance to 3 nearest neighbours
+    init_opacity: float = 0.5  # initial opacity of every Gaussian
     mouth_depth: float = 0.15  # how far behind (+z) the inner-lip landmarks the mouth Gaussians start
     mouth_spread: float = 0.12  # std of the mouth Gaussians around the inner-lip centre (head units)
     init_colors_from_frame: bool = True  # colour the face Gaussians from the first training frame
@@ -86,7 +86,7 @@ class OptimConfig:
 class StrategyConfig:
     enabled: bool = True  # densify (clone/split) and prune the canonical Gaussians
     start_step: int = 100  # first step at which densification may run
-    stop_step: int = 15000  # no densification after this step
+    stop_step: int = 2000  # no densification after this step (well before max_steps: the last clones must settle)
     every: int = 100  # densify every this many steps
     grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) to densify
     split_scale: float = 0.02  # Gaussians larger than this (head units) are split, smaller ones cloned

@@ -69,27 +69,64 @@ def _make_checkpoint_callback(dirpath: Path, every: int):
     import lightning as L
 
     class AtomicLastCheckpoint(L.Callback):
-        """checkpoints/last.ckpt every `every` steps and at the end: temp file then os.replace."""
+        """checkpoints/last.ckpt every `every` steps and at the last step: temp file then os.replace.
+
+        Saved from on_train_batch_end (as Lightning's ModelCheckpoint does) so that a resume
+        continues inside the same epoch, with the train loader fast-forwarded (`ResumableLoader`).
+        """
 
         def __init__(self) -> None:
             self.dirpath = dirpath
+            self.saved_step = -1
 
         def _save(self, trainer) -> None:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             tmp = self.dirpath / f".{LAST}.tmp-{os.getpid()}"
-            trainer.save_checkpoint(tmp)  # every rank calls it; only rank 0 writes
+            # weights_only=False: a full checkpoint (optimiser, loops); every rank calls it, rank 0 writes
+            trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, self.dirpath / LAST)  # atomic: readers never see a partial file
             trainer.strategy.barrier()
+            self.saved_step = trainer.global_step
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if every > 0 and trainer.global_step % every == 0:
+            step = trainer.global_step
+            if (every > 0 and step % every == 0) or step >= trainer.max_steps:
                 self._save(trainer)
 
         def on_train_end(self, trainer, pl_module) -> None:
-            self._save(trainer)
+            if self.saved_step != trainer.global_step:  # stopped early (e.g. should_stop)
+                self._save(trainer)
 
     return AtomicLastCheckpoint()
+
+
+class ResumableLoader:
+    """Wraps the train loader so Lightning saves / restores the position inside the epoch.
+
+    The shard loader is not resumable by itself; the order of an epoch is a function of
+    (seed, epoch), so resuming re-reads the epoch and skips the batches already trained on.
+    """
+
+    def __init__(self, loader, trainer_fn) -> None:
+        self.loader, self.trainer_fn, self._skip = loader, trainer_fn, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)  # TypeError when the wrapped loader has no length, as it would
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        for i, batch in enumerate(self.loader):
+            if i >= skip:
+                yield batch
+
+    def state_dict(self) -> dict:
+        trainer = self.trainer_fn()
+        # batches that entered training steps this epoch (not the one the fetcher prefetched)
+        return {"consumed": int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip = int(state.get("consumed", 0))
 
 
 def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
@@ -129,7 +166,11 @@ def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
         mean_shape = f["mean_shape"]
     module = TalkingHeadModule(OmegaConf.to_object(cfg), mean_shape,
                                config_dict=OmegaConf.to_container(cfg, resolve=True))
-    dm = TalkingHeadDataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+    class _DataModule(TalkingHeadDataModule):
+        def train_dataloader(self):
+            return ResumableLoader(super().train_dataloader(), lambda: self.trainer)
+
+    dm = _DataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
                                val_batch_size=cfg.data.val_batch_size)
 

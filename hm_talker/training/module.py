@@ -37,6 +37,20 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:  # [N, 3] -> [N]
+    """RMS distance to the k nearest neighbours (3DGS's initial scale: neighbours just overlap)."""
+    n = points.shape[0]
+    if n <= 1:
+        return torch.full((n,), 0.05)
+    k = min(k, n - 1)
+    out = []
+    for i in range(0, n, chunk):
+        d2 = torch.cdist(points[i:i + chunk], points).pow(2)  # [c, N]
+        nearest = d2.topk(k + 1, largest=False).values[:, 1:]  # drop the point itself
+        out.append(nearest.mean(-1).sqrt())
+    return torch.cat(out).clamp(1e-4, 1.0)
+
+
 class GaussianBranch(nn.Module):
     """Canonical Gaussians of one branch plus their densification statistics (buffers, so saved)."""
 
@@ -44,9 +58,10 @@ class GaussianBranch(nn.Module):
         super().__init__()
         n = means.shape[0]
         k = num_sh_bases(sh_degree)
+        scales = torch.full((n, 1), scale) if scale > 0 else knn_scale(means).unsqueeze(1)  # [N, 1]
         self.means = nn.Parameter(means.clone())  # [N, 3]
         self.quats = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))  # [N, 4] (w, x, y, z)
-        self.log_scales = nn.Parameter(torch.full((n, 3), math.log(scale)))  # [N, 3]
+        self.log_scales = nn.Parameter(scales.log().expand(n, 3).clone())  # [N, 3]
         self.opacity_logits = nn.Parameter(torch.full((n,), _logit(opacity)))  # [N]
         self.sh0 = nn.Parameter(rgb_to_sh(rgb.expand(n, 3)).unsqueeze(1).clone())  # [N, 1, 3]
         self.sh_rest = nn.Parameter(torch.zeros(n, k - 1, 3))  # [N, K-1, 3]
