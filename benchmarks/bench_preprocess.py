@@ -40,8 +40,13 @@ def bench_preprocess(videos, size, tmp) -> tuple[int, float]:
 
 
 def bench_reading(video: Path, ident: Path) -> tuple[float, float]:
-    """samples/s: shard pipeline (decode stage) vs decord random access + crop per sample."""
+    """samples/s: shard pipeline (decode stage) vs decord random access + crop per sample.
+
+    One torch thread, as in a DataLoader worker (the unit that scales with num_workers)."""
     import decord
+    import torch
+
+    torch.set_num_threads(1)
 
     from datamodules import TalkingHeadDataModule
     from hm_talker.preprocess.track import crop_frame

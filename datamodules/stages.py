@@ -85,6 +85,33 @@ class EpochShards(torch.utils.data.IterableDataset):
             yield {"url": self.urls[s]}
 
 
+class SeededShuffle:
+    """Shuffle buffer whose random stream depends only on (seed, epoch, reader): runs reproduce and
+    a resumed run sees the same order (webdataset's own shuffle seeds from the pid and the clock)."""
+
+    def __init__(self, bufsize: int, initial: int, seed: int, epoch):
+        self.bufsize, self.initial, self.seed, self.epoch = bufsize, min(initial, bufsize), seed, epoch
+
+    def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
+        me, _ = reader_slot()
+        rng = random.Random((self.seed * 1_000_003 + int(self.epoch.value)) * 65_537 + me)
+        buf: list[dict] = []
+        for s in samples:
+            buf.append(s)
+            if len(buf) < max(self.initial, 1):
+                continue
+            if len(buf) >= self.bufsize:
+                i = rng.randrange(len(buf))
+                buf[i], buf[-1] = buf[-1], buf[i]
+                yield buf.pop()
+            elif rng.random() < 0.5:  # while filling, yield now and then so the start is not all early frames
+                i = rng.randrange(len(buf))
+                buf[i], buf[-1] = buf[-1], buf[i]
+                yield buf.pop()
+        rng.shuffle(buf)
+        yield from buf
+
+
 def stride_samples(samples: Iterable[dict]) -> Iterator[dict]:
     """Keep samples i with i % readers == reader (all readers see the same sample sequence)."""
     me, readers = reader_slot()

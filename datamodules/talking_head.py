@@ -97,7 +97,7 @@ class TalkingHeadDataModule(L.LightningDataModule):
             wds.tarfile_to_samples(handler=counter),
             *([stages.stride_samples] if stride else []),
             partial(stages.decode, counter=counter),
-            wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 32)),
+            stages.SeededShuffle(self.shuffle_buffer, 32, self.seed, self._epoch),
             self.windows,
             partial(stages.exact_count, quota=nb * self.batch_size),
             wds.batched(self.batch_size, collation_fn=stages.collate, partial=False),

@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
     _add_demo(sub)
+    from hm_talker.training.fit import add_parser as _add_fit
+
+    _add_fit(sub)
+    from hm_talker.inference import add_parser as _add_infer
+
+    _add_infer(sub)
     _add_evaluate(sub)
     _add_compare(sub)
     return parser

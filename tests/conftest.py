@@ -47,3 +47,33 @@ def synthetic_identity(tmp_path_factory, synthetic_clip):
     out = tmp_path_factory.mktemp("ident") / "synth"
     preprocess([synthetic_clip.path], out, PreprocessConfig(size=128, shard_frames=16))
     return out
+
+
+# small and fast on 2 CPU cores: 64 px frames, a few hundred Gaussians, no loader workers
+SMALL = [
+    "model.gaussians.num_face=300",
+    "model.gaussians.num_mouth=50",
+    "data.num_workers=0",
+    "data.batch_size=2",
+]
+
+
+@pytest.fixture(scope="session")
+def identity64(tmp_path_factory, synthetic_clip):
+    """The synthetic clip preprocessed at 64 px (train 136 frames, val 14)."""
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import preprocess
+
+    out = tmp_path_factory.mktemp("ident64") / "synth64"
+    preprocess([synthetic_clip.path], out, PreprocessConfig(size=64, shard_frames=16))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory, identity64):
+    """A briefly trained model of the 64 px identity (its last.ckpt)."""
+    from hm_talker.training.fit import fit
+
+    run = fit(None, [f"data.root={identity64}", f"run.dir={tmp_path_factory.mktemp('runs')}",
+                     "run.name=brief", "trainer.max_steps=20", *SMALL], False)
+    return run / "checkpoints" / "last.ckpt"

@@ -123,3 +123,14 @@ def test_truncated_shard_does_not_end_the_epoch(synthetic_identity, tmp_path, ca
 def test_missing_identity_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no manifest.json"):
         TalkingHeadDataModule(str(tmp_path)).setup()
+
+
+def test_order_is_reproducible_for_a_seed_and_changes_with_it(synthetic_identity):
+    def frames(seed, epoch=0):
+        dm = TalkingHeadDataModule(str(synthetic_identity), batch_size=4, num_workers=0, seed=seed)
+        dm.setup()
+        dm._epoch.value = epoch
+        return torch.cat([b["frame"] for b in dm.train_pipeline()]).tolist()
+
+    assert frames(1) == frames(1)
+    assert frames(1) != frames(2) and frames(1) != frames(1, epoch=1)

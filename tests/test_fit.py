@@ -9,24 +9,7 @@ import torch
 
 from hm_talker.errors import InputError
 
-# small and fast on 2 CPU cores: 64 px frames, a few hundred Gaussians, no loader workers
-SMALL = [
-    "model.gaussians.num_face=300",
-    "model.gaussians.num_mouth=50",
-    "data.num_workers=0",
-    "data.batch_size=2",
-]
-
-
-@pytest.fixture(scope="session")
-def identity64(tmp_path_factory, synthetic_clip):
-    """The synthetic clip preprocessed at 64 px (train 136 frames, val 14)."""
-    from hm_talker.preprocess.config import PreprocessConfig
-    from hm_talker.preprocess.pipeline import preprocess
-
-    out = tmp_path_factory.mktemp("ident64") / "synth64"
-    preprocess([synthetic_clip.path], out, PreprocessConfig(size=64, shard_frames=16))
-    return out
+from conftest import SMALL
 
 
 def _fit(identity, run_dir, name, steps, *extra, resume=False):
@@ -108,7 +91,7 @@ def test_short_fit_raises_val_psnr(identity64, tmp_path):
 def test_resume_is_exact(identity64, tmp_path):
     """N steps in one go == N/2 steps, stop, --resume to N (params, Adam moments, Gaussian count)."""
     n = 8  # stop after 4 (mid-epoch: 68 batches per epoch), densify at step 6, face warm-up ends at 2
-    common = ["data.shuffle_buffer=1",  # the datamodule's sample shuffle is not seeded
+    common = [
               f"optim.decay_steps={n}",  # lr schedule independent of max_steps
               "strategy.start_step=6", "strategy.every=6", "strategy.grad_threshold=1e-5",
               "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=2",
@@ -133,3 +116,18 @@ def test_resume_is_exact(identity64, tmp_path):
 def test_resume_without_checkpoint_is_an_input_error(identity64, tmp_path):
     with pytest.raises(InputError):
         _fit(identity64, tmp_path, "nothing", 2, resume=True)
+
+
+def test_lpips_on_lips_runs(identity64, tmp_path):
+    """The optional lip LPIPS term (off by default) trains when its weights are available offline."""
+    from hm_talker.metrics.image import get_lpips_model
+    from hm_talker.metrics.lpips_weights import LpipsWeightsUnavailable
+
+    try:
+        get_lpips_model("cpu")
+    except LpipsWeightsUnavailable as exc:
+        pytest.skip(f"LPIPS weights unavailable: {exc}")
+    run = _fit(identity64, tmp_path, "lpips", 3, "loss.lpips=0.1", "loss.lpips_start_step=1",
+               "trainer.limit_val_batches=1")
+    ckpt_dir = run / "checkpoints"
+    assert [p.name for p in ckpt_dir.iterdir()] == ["last.ckpt"]  # the temp file was renamed away

@@ -8,8 +8,6 @@ reference gradients.
 """
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -27,7 +25,8 @@ def ref_rotmat(q):  # [N, 4] -> [N, 3, 3]; R = (w^2 - v.v) I + 2 v v^T + 2 w [v]
     vx = torch.zeros(q.shape[0], 3, 3, dtype=q.dtype)
     vx[:, 0, 1], vx[:, 0, 2], vx[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
     vx = vx - vx.transpose(1, 2)
-    return (w * w - (v * v).sum(-1, keepdim=True))[..., None] * eye + 2 * v[:, :, None] * v[:, None, :] + 2 * w[..., None] * vx
+    outer = v[:, :, None] * v[:, None, :]
+    return (w * w - (v * v).sum(-1, keepdim=True))[..., None] * eye + 2 * outer + 2 * w[..., None] * vx
 
 
 def dense_render(means, quats, scales, opac, colors, viewmats, Ks, W, H, bg=None, alpha_max=0.99,
@@ -35,7 +34,8 @@ def dense_render(means, quats, scales, opac, colors, viewmats, Ks, W, H, bg=None
     """Every Gaussian at every pixel, composited sequentially front to back."""
     Rq = ref_rotmat(quats)
     cov3 = Rq @ torch.diag_embed(scales**2) @ Rq.transpose(1, 2)
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=means.dtype) + 0.5, torch.arange(W, dtype=means.dtype) + 0.5, indexing="ij")
+    pix = [torch.arange(n, dtype=means.dtype) + 0.5 for n in (H, W)]  # pixel centres
+    ys, xs = torch.meshgrid(*pix, indexing="ij")
     outs_c, outs_a, outs_d = [], [], []
     for c in range(viewmats.shape[0]):
         Rc, tc = viewmats[c, :3, :3], viewmats[c, :3, 3]
@@ -149,12 +149,25 @@ def test_matches_dense_float64(seed, tile, save):
     assert meta["radii"].shape == (3, 150) and meta["radii"].dtype == torch.int32
 
 
+def add_walls(scene, n_walls=8):
+    """Stack opaque flat Gaussians in front of the left half of camera 0: whole tiles saturate."""
+    means, quats, scales, opac, colors, *rest = scene
+    dt = means.dtype
+    wm = torch.stack([torch.tensor([-0.3, 0.0, -1.0 - 0.05 * i], dtype=dt) for i in range(n_walls)])
+    wq = torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=dt).expand(n_walls, 4)
+    ws = torch.tensor([[0.5, 0.5, 0.01]], dtype=dt).expand(n_walls, 3)
+    wo = torch.full((n_walls,), 0.999, dtype=dt)
+    wc = torch.rand(n_walls, 3, generator=torch.Generator().manual_seed(5), dtype=dt)
+    cat = [torch.cat(p) for p in ((means, wm), (quats, wq), (scales, ws), (opac, wo), (colors, wc))]
+    return (*cat, *rest)
+
+
 @pytest.mark.parametrize("save", [True, False])
 def test_matches_dense_opaque_termination_and_background(save):
-    """Many opaque splats: pixels stop early (T <= 1e-4), exercising the exclusive stop."""
-    scene = make_scene(n=200, n_cams=2, seed=3, opaque=True)
+    """Opaque splats: pixels stop early (T <= 1e-4, exclusive), whole tiles retire mid-batch."""
+    scene = add_walls(make_scene(n=200, n_cams=2, seed=3, opaque=True))
     bg = torch.tensor([[0.2, 0.5, 0.9], [1.0, 0.0, 0.3]], dtype=torch.float64)
-    cfg = RenderConfig(backend="torch", depth_chunk=16, save_blocks=save)
+    cfg = RenderConfig(backend="torch", depth_chunk=4, save_blocks=save)
     _, a, _, _ = _compare(scene, cfg, atol=1e-9, bg=bg)
     assert (1 - a).min() <= T_MIN * 1.01  # some pixels did saturate
 
@@ -235,8 +248,8 @@ def test_sh_colors_match_manual_evaluation():
     dirs = means[None] - camera_centers(viewmats)[:, None]
     per_cam = sh_to_color(3, shs.expand(2, 80, 16, 3), dirs)  # [C, N, 3]
     for cam in range(2):
-        c_ref, *_ = rasterize(means, quats, scales, opac, per_cam[cam], viewmats[cam : cam + 1], Ks[cam : cam + 1], W, H,
-                              backend="torch")
+        one = slice(cam, cam + 1)
+        c_ref, *_ = rasterize(means, quats, scales, opac, per_cam[cam], viewmats[one], Ks[one], W, H, backend="torch")
         torch.testing.assert_close(c_sh[cam : cam + 1], c_ref)
 
 
@@ -284,7 +297,7 @@ def test_tile_culling_and_chunking_do_not_change_the_image():
     leaves, (viewmats, Ks, W, H) = _leaves(scene)
     outs = []
     for cfg in (RenderConfig(depth_chunk=64, chunk_elems=1 << 22, torch_tile_size=16),
-                RenderConfig(depth_chunk=4, chunk_elems=2048, exact_tile_cull=False, torch_tile_size=16),
+                RenderConfig(depth_chunk=4, chunk_elems=8192, exact_tile_cull=False, torch_tile_size=16),
                 RenderConfig()):
         c, a, d, meta = rasterize(*leaves, viewmats, Ks, W, H, backend="torch", config=cfg)
         outs.append((c, a, meta["n_pairs"]))

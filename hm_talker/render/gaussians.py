@@ -181,7 +181,7 @@ class GaussianModel(nn.Module):
         setattr(self, name, value)
         return value
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written after densification hold another N: resize our
         # parameters to the stored shapes first (also when nested in a bigger module).
         for name in self.gaussian_param_names:
@@ -191,7 +191,7 @@ class GaussianModel(nn.Module):
                 if state_dict[key].shape != cur.shape:
                     new = torch.empty(state_dict[key].shape, dtype=cur.dtype, device=cur.device)
                     setattr(self, name, nn.Parameter(new, requires_grad=cur.requires_grad))
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f"num_gaussians={self.num_gaussians}, sh_degree={self.sh_degree}"

@@ -25,6 +25,16 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:  # [..., 4] (w, x, y, z), any norm 
     return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
+def _rotmat_entries(quats: Tensor) -> list[list[Tensor]]:  # [N, 4] -> 3x3 nested list of [N]
+    """Rotation-matrix entries of normalised quaternions as contiguous [N] vectors."""
+    w, x, y, z = F.normalize(quats, dim=-1).t().contiguous()
+    return [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+
+
 @dataclass
 class Projected:
     """Per camera and Gaussian screen-space quantities; entries with ``valid`` False are culled."""
@@ -63,16 +73,16 @@ def project_gaussians(
     ``opacity * exp(-0.5 d^T Sigma^-1 d) < alpha_min``, so culling loses nothing.
     """
     C, N = viewmats.shape[0], means.shape[0]
+    # Component-major layout ([3, N] rows, [C, N] planes): every op below is a
+    # contiguous elementwise pass, which is what the CPU is fast at (no 3x3 bmm per Gaussian).
     R = viewmats[:, :3, :3]  # [C, 3, 3]
-    t = viewmats[:, :3, 3]  # [C, 3]
-    mc = torch.einsum("cij,nj->cni", R, means) + t[:, None, :]  # [C, N, 3]
-    x, y, z = mc.unbind(-1)
+    mc = torch.matmul(R, means.t()) + viewmats[:, :3, 3, None]  # [C, 3, N] camera-space centres
+    x, y, z = mc.unbind(1)  # [C, N] each
     with torch.no_grad():
         in_depth = (z >= near_plane) & (z <= far_plane)
     # Culled Gaussians stay in the graph with a harmless depth, so that 1/z (and the
     # zero gradient that flows through it) can never create inf/NaN.
-    z = torch.where(in_depth, z, torch.ones_like(z))
-    rz = 1.0 / z
+    rz = 1.0 / torch.where(in_depth, z, torch.ones_like(z))
 
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]  # [C, 1]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
@@ -83,16 +93,19 @@ def project_gaussians(
     tx = torch.clamp(x * rz, -lim_x_neg, lim_x_pos)  # clamped x/z
     ty = torch.clamp(y * rz, -lim_y_neg, lim_y_pos)
 
-    # Rows of J @ R_cam (the 2x3 map from world offsets to pixels), as [C, N, 3]:
+    # Rows of J @ R_cam (the 2x3 map from world offsets to pixels), entry by entry:
     # J = [[fx/z, 0, -fx*tx/z], [0, fy/z, -fy*ty/z]] with tx, ty the clamped x/z, y/z.
-    jw0 = (fx * rz)[..., None] * (R[:, None, 0, :] - tx[..., None] * R[:, None, 2, :])
-    jw1 = (fy * rz)[..., None] * (R[:, None, 1, :] - ty[..., None] * R[:, None, 2, :])
-    M = quat_to_rotmat(quats) * scales[:, None, :]  # [N, 3, 3] = R_q S, Sigma = M M^T
-    a0 = torch.einsum("cnj,njk->cnk", jw0, M)  # [C, N, 3]
-    a1 = torch.einsum("cnj,njk->cnk", jw1, M)
-    cov_xx = (a0 * a0).sum(-1) + eps2d
-    cov_xy = (a0 * a1).sum(-1)
-    cov_yy = (a1 * a1).sum(-1) + eps2d
+    fxz, fyz = fx * rz, fy * rz
+    jw0 = [fxz * (R[:, 0, j, None] - tx * R[:, 2, j, None]) for j in range(3)]  # [C, N] each
+    jw1 = [fyz * (R[:, 1, j, None] - ty * R[:, 2, j, None]) for j in range(3)]
+    M = _rotmat_entries(quats)  # M[j][k] = (R_q S)_jk, Sigma = M M^T
+    sc = scales.t().contiguous()
+    M = [[M[j][k] * sc[k] for k in range(3)] for j in range(3)]
+    a0 = [sum(jw0[j] * M[j][k] for j in range(3)) for k in range(3)]  # rows of J R_cam R_q S
+    a1 = [sum(jw1[j] * M[j][k] for j in range(3)) for k in range(3)]
+    cov_xx = a0[0] * a0[0] + a0[1] * a0[1] + a0[2] * a0[2] + eps2d
+    cov_xy = a0[0] * a1[0] + a0[1] * a1[1] + a0[2] * a1[2]
+    cov_yy = a1[0] * a1[0] + a1[1] * a1[1] + a1[2] * a1[2] + eps2d
     det = cov_xx * cov_yy - cov_xy * cov_xy
 
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)  # [C, N, 2]
@@ -111,7 +124,7 @@ def project_gaussians(
     det = torch.where(ok, det, torch.ones_like(det))
     conics = torch.stack([cov_yy / det, -cov_xy / det, cov_xx / det], dim=-1)
     means2d = torch.where(ok[..., None], means2d, torch.zeros_like(means2d))
-    return Projected(means2d=means2d, depths=mc[..., 2], conics=conics, radii=radii, valid=ok)
+    return Projected(means2d=means2d, depths=z, conics=conics, radii=radii, valid=ok)
 
 
 def camera_centers(viewmats: Tensor) -> Tensor:  # [C, 4, 4] -> [C, 3]

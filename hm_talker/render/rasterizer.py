@@ -22,7 +22,7 @@ class RenderConfig:
     torch_tile_size: int = 8  # torch backend tile edge: 8 wastes less work on empty pixels than 16 on CPU
     depth_chunk: int = 32  # torch backend: splats per tile composited per block (T is carried between blocks)
     chunk_elems: int = 1 << 17  # torch backend: tile-pixel x splat elements per block (cache-sized; bounds memory)
-    save_blocks: bool = True  # torch backend: keep 8 B per (splat, tile pixel) for backward (False: recompute, ~25% slower)
+    save_blocks: bool = True  # torch backend: keep 8 B per (splat, tile px) for backward; False: recompute, ~20% slower
     exact_tile_cull: bool = True  # torch backend: drop (tile, splat) pairs whose tile misses the splat's ellipse
 
     def __post_init__(self) -> None:
@@ -34,8 +34,7 @@ class RenderConfig:
 def gsplat_available() -> bool:
     """True if gsplat and its CUDA kernels import (checked once per process)."""
     try:
-        import gsplat  # noqa: F401
-        from gsplat.cuda._backend import _C  # noqa: F401
+        from gsplat.cuda._backend import _C  # imports gsplat and builds / loads its kernels
 
         return _C is not None
     except Exception:  # ImportError, or a failed CUDA build

@@ -166,7 +166,8 @@ class DensifyStrategy:
                 )
             self._reset_stats(num_gaussians, grad.device)
         if self.grad2d.device != grad.device:  # e.g. state restored on the CPU
-            self.grad2d, self.count, self.max_radii = (t.to(grad.device) for t in (self.grad2d, self.count, self.max_radii))
+            dev = grad.device
+            self.grad2d, self.count, self.max_radii = (t.to(dev) for t in (self.grad2d, self.count, self.max_radii))
         vis = radii > 0
         self.grad2d += (grad.norm(dim=-1) * vis).sum(0).to(self.grad2d.dtype)
         self.count += vis.sum(0).to(self.count.dtype)
@@ -217,7 +218,8 @@ class DensifyStrategy:
         if cfg.reset_every > 0 and step > cfg.reset_every:
             prune |= model.scales.amax(dim=-1) > cfg.prune_scale3d * self.scene_scale
         if use_2d:
-            radii = torch.cat([self.max_radii[~split], self.max_radii.new_zeros(model.num_gaussians - int((~split).sum()))])
+            old = self.max_radii[~split]
+            radii = torch.cat([old, old.new_zeros(model.num_gaussians - old.numel())])
             prune |= radii > cfg.prune_scale2d
         n_prune = int(prune.sum())
         if n_prune:

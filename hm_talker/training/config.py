@@ -28,7 +28,7 @@ class DataConfig:
     val_batch_size: int = 8  # frames per validation batch
     num_workers: int = 0  # data-loader worker processes (0: read in the training process)
     window: int = 8  # W: video frames in the audio / AU window (must equal model.audio.window)
-    shuffle_buffer: int = 64  # sample shuffle buffer; 1 = no sample shuffling (reproducible order)
+    shuffle_buffer: int = 64  # sample shuffle buffer (seeded by seed, epoch and reader: reproducible)
 
 
 @dataclass

@@ -142,6 +142,9 @@ def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
 
+    if cfg.trainer.devices > 1 and cfg.strategy.enabled:
+        # per-rank densification would give each rank a different Gaussian set under DDP
+        raise InputError(None, "trainer.devices > 1 needs strategy.enabled=false (densification is single-device)")
     name = run_name(cfg)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
