@@ -50,13 +50,14 @@ def _add_demo(sub):
     p.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     p.add_argument("--seconds", type=float, default=12.0, help="length of the synthetic clip")
     p.add_argument("--size", type=int, default=128, help="frame side of the demo (small for the CPU)")
+    p.add_argument("--steps", type=int, default=300, help="training steps")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from hm_talker.demo import run_demo
 
-    run_demo(args.out, seconds=args.seconds, size=args.size)
+    run_demo(args.out, seconds=args.seconds, size=args.size, steps=args.steps)
     return 0
 
 
