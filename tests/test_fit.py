@@ -131,3 +131,39 @@ def test_lpips_on_lips_runs(identity64, tmp_path):
                "trainer.limit_val_batches=1")
     ckpt_dir = run / "checkpoints"
     assert [p.name for p in ckpt_dir.iterdir()] == ["last.ckpt"]  # the temp file was renamed away
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(identity64, tmp_path):
+    """SIGKILL a real `hm-talker fit` process after a checkpoint, resume it, compare with a full run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n = 12
+    common = [f"data.root={identity64}", f"run.dir={tmp_path}", f"trainer.max_steps={n}", *SMALL,
+              f"optim.decay_steps={n}", "strategy.start_step=6", "strategy.every=6",
+              "strategy.grad_threshold=1e-5", "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=2",
+              "trainer.val_every=1000", "trainer.checkpoint_every=2", "trainer.limit_val_batches=1"]
+    exe = [sys.executable, "-m", "hm_talker.cli", "-q", "fit"]
+    subprocess.run(exe + common + ["run.name=full"], check=True, capture_output=True, timeout=600)
+
+    last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(exe + common + ["run.name=killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, step = time.time() + 300, 0
+    while proc.poll() is None and time.time() < deadline:
+        if last.is_file():
+            step = torch.load(last, weights_only=True)["global_step"]
+            if step >= 4:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 4 <= step < n, f"could not kill mid-run (checkpoint at step {step})"
+    subprocess.run(exe + common + ["run.name=killed", "--resume"], check=True, capture_output=True, timeout=600)
+
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["global_step"] == b["global_step"] == n and a["num_gaussians"] == b["num_gaussians"]
+    for key, va in a["state_dict"].items():
+        assert torch.allclose(va, b["state_dict"][key], atol=1e-6, rtol=0), key
