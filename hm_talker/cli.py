@@ -62,18 +62,31 @@ def _run_demo(args) -> int:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="PSNR/SSIM/LPIPS/LMD/AUE/Sync of a prediction against a target")
-    p.add_argument("--pred", required=True, help="video, image or folder of frames")
-    p.add_argument("--target", required=True, help="video, image or folder of frames")
+    p = sub.add_parser("evaluate", help="PSNR/SSIM/LPIPS/LMD/AUE/Sync: self-driven, cross-driven or any pair",
+                       description="--ckpt CKPT --data DIR (self-driven) | --ckpt CKPT --audio SPEECH "
+                                   "(cross-driven) | --pred PRED --target TARGET (any two clips)")
+    p.add_argument("--ckpt", help="trained checkpoint")
+    p.add_argument("--data", help="with --ckpt: preprocessed identity whose held-out frames to render")
+    p.add_argument("--audio", help="with --ckpt: other speech to drive the model with")
+    p.add_argument("--pred", help="video, image or folder of frames")
+    p.add_argument("--target", help="video, image or folder of frames")
     p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
     p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args) -> int:
-    from hm_talker.evaluate import evaluate_pair
-
-    m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)
+    if args.ckpt and args.data and not (args.audio or args.pred or args.target):
+        from hm_talker.evaluate_ckpt import evaluate_self
+        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights)
+    elif args.ckpt and args.audio and not (args.data or args.pred or args.target):
+        from hm_talker.evaluate_ckpt import evaluate_cross
+        m = evaluate_cross(args.ckpt, args.audio, args.out, args.syncnet_weights)
+    elif args.pred and args.target and not (args.ckpt or args.data or args.audio):
+        from hm_talker.evaluate import evaluate_pair
+        m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)
+    else:
+        raise InputError(None, "evaluate takes --ckpt with --data or --audio, or --pred with --target")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
     print(f"{args.out}/metrics.json: {shown}")
     return 0

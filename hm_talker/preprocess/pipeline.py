@@ -203,6 +203,11 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     tmp = out / "features.partial.npz"
     np.savez(tmp, **arrays)
     tmp.replace(out / "features.npz")
+    import soundfile as sf  # the identity's 16 kHz sound, frame-aligned: for sync metrics
+
+    sf.write(out / "audio.partial.wav", np.concatenate([c.audio for c in clips]), cfg.sample_rate,
+             format="WAV", subtype="FLOAT")
+    (out / "audio.partial.wav").replace(out / "audio.wav")
 
     plan = state["plan"]
     todo = [s for s in plan if not (out / s["name"]).is_file()]
@@ -250,6 +255,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
             "audio": {"kind": cfg.audio_features, "shape": list(feats["audio"].shape[1:]),
                       "rows_per_frame": int(feats["audio"].shape[1])},
         },
+        "audio_file": "audio.wav",
         "au_calibration": feats["_calibration"],
         "config": dataclasses.asdict(cfg),
         "versions": versions(),

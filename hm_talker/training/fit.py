@@ -129,8 +129,8 @@ class ResumableLoader:
         self._skip = int(state.get("consumed", 0))
 
 
-def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
-    """Train (or resume) one run; returns RUN_DIR."""
+def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: list | None = None) -> Path:
+    """Train (or resume) one run; returns RUN_DIR. `callbacks`: extra Lightning callbacks."""
     cfg = load_config(config_path, overrides)
     root = Path(cfg.data.root)
     from datamodules.talking_head import TalkingHeadDataModule, load_manifest
@@ -161,6 +161,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
     from lightning.pytorch.loggers import WandbLogger
 
     from hm_talker.training.module import TalkingHeadModule
+    from hm_talker.training.val_video import ValidationVideo
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
@@ -185,7 +186,9 @@ def fit(config_path: str | None, overrides: list[str], resume: bool) -> Path:
     t = cfg.trainer
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices, accelerator=t.accelerator, precision=t.precision,
-        logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every)],
+        logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
+                                  ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
+                                  *(callbacks or [])],
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,

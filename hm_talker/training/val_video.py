@@ -1,0 +1,80 @@
+"""Validation video: generated | real | |difference| x `diff_gain`, side by side, with the sound.
+
+Written to RUN_DIR/val/step_NNNNNN.mp4 at every validation (rank 0) and logged to W&B as a video.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def write_video(frames: np.ndarray, path: Path, fps: int, audio: np.ndarray | None = None,
+                sample_rate: int = 16000) -> Path:
+    """[T, H, W, 3] uint8 -> h264 mp4 (with an AAC track when `audio` is given); written atomically."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.mp4")
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{frames.shape[2]}x{frames.shape[1]}", "-r", str(fps), "-i", "-"]
+    wav = path.with_name(f".{path.stem}.wav")
+    if audio is not None:
+        sf.write(wav, audio, sample_rate)
+        cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
+    h, w = frames.shape[1:3]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-vf", f"pad={w + w % 2}:{h + h % 2}", str(tmp)]
+    try:
+        subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True)
+        tmp.replace(path)
+    finally:
+        wav.unlink(missing_ok=True)
+    return path
+
+
+class ValidationVideo(L.Callback):
+    def __init__(self, out_dir: Path, fps: int = 25, diff_gain: float = 4.0, identity: Path | None = None):
+        self.out_dir, self.fps, self.diff_gain, self.identity = Path(out_dir), fps, diff_gain, identity
+        self.rows: list[np.ndarray] = []
+        self.frames: list[int] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.rows, self.frames = [], []
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.is_global_zero or not isinstance(outputs, dict) or "rgb" not in outputs:
+            return
+        pred = outputs["rgb"].detach().float().clamp(0, 1).cpu()
+        real = batch["image"].float().cpu()
+        diff = ((pred - real).abs() * self.diff_gain).clamp(0, 1)
+        row = torch.cat([pred, real, diff], dim=-1)  # [B, 3, H, 3W]
+        self.rows.append((row * 255).round().byte().permute(0, 2, 3, 1).numpy())
+        self.frames += batch["frame"].tolist()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.rows:
+            return
+        audio = self._audio()
+        path = write_video(np.concatenate(self.rows), self.out_dir / f"step_{trainer.global_step:06d}.mp4",
+                           self.fps, audio)
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is not None and hasattr(experiment, "log"):
+            import wandb
+
+            experiment.log({"val/video": wandb.Video(str(path), format="mp4"),
+                            "trainer/global_step": trainer.global_step})
+
+    def _audio(self) -> np.ndarray | None:
+        """The held-out frames' own sound (from the identity's audio.wav), when contiguous."""
+        if self.identity is None or not (self.identity / "audio.wav").is_file() or not self.frames:
+            return None
+        if self.frames != list(range(self.frames[0], self.frames[0] + len(self.frames))):
+            return None
+        import soundfile as sf
+
+        wav, sr = sf.read(self.identity / "audio.wav", dtype="float32")
+        per = sr // self.fps
+        return wav[self.frames[0] * per:(self.frames[-1] + 1) * per]
