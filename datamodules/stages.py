@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from hm_talker.preprocess.masks import unpack_masks
 from hm_talker.preprocess.shards import decode_image, decode_npy
 
 log = logging.getLogger("hm_talker")
@@ -143,13 +144,13 @@ def decode(samples: Iterable[dict], counter: CorruptCounter) -> Iterator[dict]:
 def decode_sample(s: dict) -> dict:
     img_key = "image.jpg" if "image.jpg" in s else "image.png"
     img = decode_image(s[img_key])
-    masks = decode_image(s["masks.png"])
+    masks = unpack_masks(decode_image(s["masks.png"], gray=True))
     meta = json.loads(s["meta.json"])
     # numpy, not torch ops: no intra-op thread pool in the loader (it fights the trainer's threads)
     to_chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32) / 255)  # noqa: E731
     return {
         "image": to_chw(img),  # [3, H, W] in [0, 1]
-        "masks": to_chw(masks),  # [3, H, W] 0/1: face, lips, inner mouth
+        "masks": torch.from_numpy(masks),  # [3, H, W] 0/1: face, lips, inner mouth
         "landmarks": torch.from_numpy(decode_npy(s["landmarks.npy"])),  # [478, 3]
         "aus": torch.from_numpy(decode_npy(s["aus.npy"])),  # [17]
         "extrinsics": torch.from_numpy(decode_npy(s["extrinsics.npy"])),  # [4, 4]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hm_talker.preprocess import shards as sh
+from hm_talker.preprocess.masks import unpack_masks
 
 
 def test_write_then_read_returns_the_same_bytes(tmp_path):
@@ -49,9 +50,11 @@ def test_shard_samples_equal_the_identity_arrays(synthetic_identity):
                 for k in ("landmarks", "aus", "extrinsics", "intrinsics", "audio"):
                     np.testing.assert_array_equal(sh.decode_npy(smp[f"{k}.npy"]), feats[k][i])
                 img = sh.decode_image(smp["image.jpg"])
-                masks = sh.decode_image(smp["masks.png"])
-                assert img.shape == masks.shape == (128, 128, 3)
-                assert set(np.unique(masks)) <= {0, 255} and masks[..., 0].mean() > 10  # a face
+                bits = sh.decode_image(smp["masks.png"], gray=True)
+                assert img.shape == (128, 128, 3) and bits.shape == (128, 128)
+                masks = unpack_masks(bits)  # [3, H, W]: face, lips, inner mouth
+                assert set(np.unique(masks)) <= {0.0, 1.0} and masks[0].mean() > 0.05  # a face
+                assert masks[1].sum() > 0  # lips drawn
     assert seen == list(range(m["num_frames"]))  # every frame once, in order
 
 

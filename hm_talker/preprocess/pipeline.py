@@ -23,7 +23,7 @@ from hm_talker.preprocess.analysis import ClipAnalysis, analyse_clip
 from hm_talker.preprocess.audio_features import log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
-from hm_talker.preprocess.masks import MASK_NAMES, draw_masks
+from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.track import crop_boxes, crop_frame, to_crop_coords
@@ -112,7 +112,7 @@ def encode_sample(frame_idx: int, clip_id: int, image: np.ndarray, feats: dict, 
     return {
         "__key__": f"{i:06d}",
         f"image.{cfg.image_format}": sh.encode_image(image, cfg.image_format, cfg.jpeg_quality),
-        "masks.png": sh.encode_image(draw_masks(feats["landmarks"][i], cfg.size), "png"),
+        "masks.png": sh.encode_image(pack_masks(draw_masks(feats["landmarks"][i], cfg.size)), "png"),
         "landmarks.npy": sh.encode_npy(feats["landmarks"][i]),
         "aus.npy": sh.encode_npy(feats["aus"][i]),
         "extrinsics.npy": sh.encode_npy(feats["extrinsics"][i]),
@@ -246,7 +246,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
                   for v, c, st in zip(videos, clips, starts)],
         "features": {
             "image": {"ext": cfg.image_format, "shape": [cfg.size, cfg.size, 3]},
-            "masks": {"ext": "png", "shape": [cfg.size, cfg.size, 3], "channels": MASK_NAMES},
+            "masks": {"ext": "png", "shape": [cfg.size, cfg.size], "bits": MASK_NAMES},
             "landmarks": {"shape": list(feats["landmarks"].shape[1:]), "units": "crop pixels"},
             "aus": {"shape": [len(AU_NAMES)], "names": AU_NAMES,
                     "source": "openface" if cfg.openface_csv else "geometry"},

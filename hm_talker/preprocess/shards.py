@@ -29,7 +29,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def encode_image(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """RGB (or 3-channel mask) uint8 -> jpg / png bytes.
+    """RGB [H, W, 3] (png also: one channel [H, W]) uint8 -> jpg / png bytes.
 
     PNG goes through Pillow: OpenCV's bundled libpng fails on some streams ("bad parameters to
     zlib") once the CUDA build of torch has loaded its own zlib into the process.
@@ -48,21 +48,21 @@ def encode_image(img: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     return buf.tobytes()
 
 
-def decode_image(b: bytes) -> np.ndarray:
-    """jpg / png bytes -> RGB uint8 [H, W, 3]; ValueError when they are not an image."""
+def decode_image(b: bytes, gray: bool = False) -> np.ndarray:
+    """jpg / png bytes -> RGB uint8 [H, W, 3] ([H, W] with `gray`); ValueError when not an image."""
     if b[:8] == PNG_SIGNATURE:
         from PIL import Image
 
         try:
-            return np.asarray(Image.open(io.BytesIO(b)).convert("RGB")).copy()
+            return np.asarray(Image.open(io.BytesIO(b)).convert("L" if gray else "RGB")).copy()
         except Exception as exc:  # Pillow raises several types for broken streams
             raise ValueError(f"undecodable image ({exc})") from None
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("undecodable image")
-    return img[..., ::-1].copy()
+    return img if gray else img[..., ::-1].copy()
 
 
 def write_shard(path: Path, samples: list[dict[str, bytes]]) -> int:
