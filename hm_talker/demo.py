@@ -35,8 +35,8 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
     overrides = [f"data.root={ident}", f"run.dir={out / 'runs'}", "run.name=demo",
                  f"trainer.max_steps={steps}", "trainer.val_every=100", "trainer.checkpoint_every=100",
                  "data.num_workers=0", "model.gaussians.num_face=1000", "model.gaussians.num_mouth=150",
-                 "schedule.mouth_warmup_steps=50", "strategy.start_step=100", "strategy.every=100",
-                 "strategy.stop_step=200"]
+                 "schedule.mouth_warmup_steps=50", "strategy.refine_start=50", "strategy.refine_every=100",
+                 "strategy.refine_stop=201"]
     import torch
 
     done = last.is_file() and torch.load(last, weights_only=True)["global_step"] >= steps

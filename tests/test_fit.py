@@ -93,8 +93,8 @@ def test_resume_is_exact(identity64, tmp_path):
     n = 8  # stop after 4 (mid-epoch: 68 batches per epoch), densify at step 6, face warm-up ends at 2
     common = [
               f"optim.decay_steps={n}",  # lr schedule independent of max_steps
-              "strategy.start_step=6", "strategy.every=6", "strategy.grad_threshold=1e-5",
-              "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=2",
+              "strategy.refine_start=5", "strategy.refine_every=6", "strategy.grad_threshold=1e-5",
+              "strategy.reset_every=0", "schedule.mouth_warmup_steps=2",
               "trainer.val_every=1000", "trainer.checkpoint_every=1000", "trainer.limit_val_batches=1"]
     full = _fit(identity64, tmp_path, "full", n, *common)
     _fit(identity64, tmp_path, "split", n // 2, *common)
@@ -142,14 +142,20 @@ def test_resume_after_kill_matches_an_uninterrupted_run(identity64, tmp_path):
 
     n = 12
     common = [f"data.root={identity64}", f"run.dir={tmp_path}", f"trainer.max_steps={n}", *SMALL,
-              f"optim.decay_steps={n}", "strategy.start_step=6", "strategy.every=6",
-              "strategy.grad_threshold=1e-5", "strategy.reset_opacity_every=0", "schedule.mouth_warmup_steps=2",
+              f"optim.decay_steps={n}", "strategy.refine_start=5", "strategy.refine_every=6",
+              "strategy.grad_threshold=1e-5", "strategy.reset_every=0", "schedule.mouth_warmup_steps=2",
               "trainer.val_every=1000", "trainer.checkpoint_every=2", "trainer.limit_val_batches=1"]
+    import os
+
     exe = [sys.executable, "-m", "hm_talker.cli", "-q", "fit"]
-    subprocess.run(exe + common + ["run.name=full"], check=True, capture_output=True, timeout=600)
+    # a fresh W&B service per process, as for a user: earlier in-process fits left WANDB_SERVICE set,
+    # and a shared service still holds the killed run's id
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    subprocess.run(exe + common + ["run.name=full"], check=True, capture_output=True, timeout=600, env=env)
 
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(exe + common + ["run.name=killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(exe + common + ["run.name=killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
     deadline, step = time.time() + 300, 0
     while proc.poll() is None and time.time() < deadline:
         if last.is_file():
@@ -160,7 +166,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(identity64, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 4 <= step < n, f"could not kill mid-run (checkpoint at step {step})"
-    subprocess.run(exe + common + ["run.name=killed", "--resume"], check=True, capture_output=True, timeout=600)
+    subprocess.run(exe + common + ["run.name=killed", "--resume"], check=True, capture_output=True, timeout=600,
+                   env=env)
 
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(last, weights_only=True)

@@ -83,17 +83,29 @@ class OptimConfig:
 
 
 @dataclass
-class StrategyConfig:
-    enabled: bool = True  # densify (clone/split) and prune the canonical Gaussians
-    start_step: int = 100  # first step at which densification may run
-    stop_step: int = 2000  # no densification after this step (well before max_steps: the last clones must settle)
-    every: int = 100  # densify every this many steps
-    grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) to densify
-    split_scale: float = 0.02  # Gaussians larger than this (head units) are split, smaller ones cloned
+class DensifyConfig:
+    """Adaptive density control of the canonical Gaussians: one `hm_talker.render.DensifyStrategy` per
+    branch (face, mouth), both with these settings (the fields of `hm_talker.render.StrategyConfig`,
+    plus `enabled`). Steps count completed optimisation steps (1 after the first); lengths are in
+    head units (the strategies' scene_scale is 1)."""
+    enabled: bool = True  # densify (clone/split), prune and reset the opacities of both branches
+    refine_start: int = 100  # first step (exclusive) at which Gaussians may be densified / pruned
+    refine_stop: int = 2000  # from this step on: no statistics, refinement or opacity reset (the last clones settle)
+    refine_every: int = 100  # steps between two refinements
+    reset_every: int = 3000  # steps between opacity resets (0 = never; only before refine_stop)
+    pause_after_reset: int = 0  # no refinement within this many steps after a reset (0 = none)
+    grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) above which a Gaussian grows
+    grow_scale3d: float = 0.02  # Gaussians with max scale <= this (head units) are cloned, larger ones split
+    grow_scale2d: float = 0.05  # also split if the max screen radius > this fraction of the image (before refine_scale2d_stop)
+    refine_scale2d_stop: int = 0  # screen-radius split / prune rules apply before this step (0 = never)
+    split_into: int = 2  # children per split Gaussian
+    split_shrink: float = 1.6  # children's scales are the parent's divided by this
     prune_opacity: float = 0.01  # Gaussians with opacity below this are pruned
-    max_gaussians: int = 50000  # never grow beyond this many Gaussians per branch
-    reset_opacity_every: int = 3000  # reset opacities to reset_opacity_value every this many steps (0 = never)
-    reset_opacity_value: float = 0.05  # opacity after a reset
+    prune_scale3d: float = 0.2  # after the first opacity reset, prune Gaussians larger than this (head units)
+    prune_scale2d: float = 0.15  # prune if the max screen radius > this fraction of the image (before refine_scale2d_stop)
+    reset_opacity: float = 0.05  # opacities are clamped to at most this at each reset
+    max_gaussians: int = 50000  # never grow a branch beyond this many Gaussians (the highest gradients win)
+    seed: int = 0  # seed of the split-sampling generators (face: seed, mouth: seed + 1)
 
 
 @dataclass
@@ -131,7 +143,7 @@ class FitConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: DensifyConfig = field(default_factory=DensifyConfig)  # densification (one strategy per branch)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -7,34 +7,32 @@ are rendered with the frame's camera and composited: mouth, face over it, and th
 (outside the face mask) behind both.
 
 Optimisation is manual (one Adam step per training step) because densification changes the
-number of Gaussians: the optimiser's parameters and Adam moments are patched in place
-(`_reindex_branch`), and `load_state_dict` resizes the Gaussian tensors to the checkpoint's N.
+number of Gaussians: each branch is a `GaussianModel` with its own `DensifyStrategy`, which
+patches the optimiser's parameters and Adam moments in place; `load_state_dict` resizes the
+Gaussian tensors to the checkpoint's N and the strategies' state travels in the checkpoint.
 """
 from __future__ import annotations
 
 import math
 import random
+from dataclasses import fields
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from hm_talker.constants import AU_MAX, AU_NAMES
 from hm_talker.model import AudioEncoder, FaceDeformation, MouthDeformation, apply_deformation
-from hm_talker.render import RenderConfig, num_sh_bases, rasterize, rgb_to_sh
-from hm_talker.render.projection import quat_to_rotmat
-from hm_talker.training.config import FitConfig
+from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig, StrategyConfig, rasterize, rgb_to_sh
+from hm_talker.training.config import DensifyConfig, FitConfig
 
 INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower, left, right corners)
 BRANCHES = ("face", "mouth")
-GAUSSIAN_PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh0", "sh_rest")
-ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
+GAUSSIAN_PARAMS = GaussianModel.BASE_PARAMS  # means, quats, log_scales, opacity_logits, sh0, shN
+# state_dict keys of older checkpoints (own Gaussian branch class) -> current ones (None: dropped)
+LEGACY_KEYS = {"sh_rest": "shN", "grad_accum": None, "grad_count": None}
 
 
 def knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:  # [N, 3] -> [N]
@@ -51,29 +49,25 @@ def knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:  # [N, 3
     return torch.cat(out).clamp(1e-4, 1.0)
 
 
-class GaussianBranch(nn.Module):
-    """Canonical Gaussians of one branch plus their densification statistics (buffers, so saved)."""
+class GaussianBranch(GaussianModel):
+    """Canonical Gaussians of one branch (a `GaussianModel`; its strategy lives in the module)."""
 
-    def __init__(self, means: Tensor, sh_degree: int, scale: float, opacity: float, rgb: Tensor) -> None:
-        super().__init__()
+    @classmethod
+    def create(cls, means: Tensor, sh_degree: int, scale: float, opacity: float, rgb: Tensor) -> "GaussianBranch":
         n = means.shape[0]
-        k = num_sh_bases(sh_degree)
-        scales = torch.full((n, 1), scale) if scale > 0 else knn_scale(means).unsqueeze(1)  # [N, 1]
-        self.means = nn.Parameter(means.clone())  # [N, 3]
-        self.quats = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))  # [N, 4] (w, x, y, z)
-        self.log_scales = nn.Parameter(scales.log().expand(n, 3).clone())  # [N, 3]
-        self.opacity_logits = nn.Parameter(torch.full((n,), _logit(opacity)))  # [N]
-        self.sh0 = nn.Parameter(rgb_to_sh(rgb.expand(n, 3)).unsqueeze(1).clone())  # [N, 1, 3]
-        self.sh_rest = nn.Parameter(torch.zeros(n, k - 1, 3))  # [N, K-1, 3]
-        self.register_buffer("grad_accum", torch.zeros(n))  # [N] summed screen-space gradient norms
-        self.register_buffer("grad_count", torch.zeros(n))  # [N] views in which each Gaussian was visible
+        scales = torch.full((n,), scale) if scale > 0 else knn_scale(means)  # [N]
+        return cls.from_points(means, rgb.expand(n, 3), sh_degree=sh_degree, opacity=opacity, scales=scales)
 
     @property
     def num(self) -> int:
-        return self.means.shape[0]
+        return self.num_gaussians
 
-    def colors(self) -> Tensor:  # [N, K, 3] SH coefficients
-        return torch.cat([self.sh0, self.sh_rest], dim=1)
+
+def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
+    """The renderer's StrategyConfig from the fit config's `strategy` section."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
+    values["seed"] = cfg.seed + seed_offset
+    return StrategyConfig(**values)
 
 
 class TalkingHeadModule(L.LightningModule):
@@ -102,8 +96,12 @@ class TalkingHeadModule(L.LightningModule):
         half_width = (lips[3, 0] - lips[2, 0]).abs() / 2
         spread = torch.tensor([max(float(half_width), g.mouth_spread), g.mouth_spread, g.mouth_spread / 2])
         mouth_means = centre + spread * torch.randn(g.num_mouth, 3, generator=gen) * 0.5
-        self.face = GaussianBranch(face_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.5] * 3))
-        self.mouth = GaussianBranch(mouth_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.15] * 3))
+        self.face = GaussianBranch.create(face_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.5] * 3))
+        self.mouth = GaussianBranch.create(mouth_means, g.sh_degree, g.init_scale, g.init_opacity,
+                                           torch.tensor([0.15] * 3))
+        # one densification strategy per branch (head units: scene_scale 1); state saved in checkpoints
+        self.strategies = {name: DensifyStrategy(strategy_config(cfg.strategy, i), scene_scale=1.0)
+                           for i, name in enumerate(BRANCHES)}
         self.register_buffer("colors_initialised", torch.tensor(0))  # 1 once the face colours came from a frame
 
         self.audio_encoder = AudioEncoder(cfg.model.audio)
@@ -115,17 +113,13 @@ class TalkingHeadModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint plumbing
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Resize the Gaussian tensors to the checkpoint's counts first (densification changes N)."""
+        """Any Gaussian count loads (GaussianModel resizes itself); older key names are mapped."""
+        state_dict = dict(state_dict)
         for name in BRANCHES:
-            branch: GaussianBranch = getattr(self, name)
-            for key, t in list(branch.named_parameters(recurse=False)) + list(branch.named_buffers(recurse=False)):
-                src = state_dict.get(f"{name}.{key}")
-                if src is not None and src.shape != t.shape:
-                    new = torch.empty(src.shape, dtype=t.dtype, device=t.device)
-                    if isinstance(t, nn.Parameter):
-                        setattr(branch, key, nn.Parameter(new, requires_grad=t.requires_grad))
-                    else:
-                        setattr(branch, key, new)
+            for old, new in LEGACY_KEYS.items():
+                value = state_dict.pop(f"{name}.{old}", None)
+                if value is not None and new is not None:
+                    state_dict.setdefault(f"{name}.{new}", value)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -140,9 +134,12 @@ class TalkingHeadModule(L.LightningModule):
         }
         checkpoint["config"] = self.config_dict
         checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
+        checkpoint["densify"] = {name: s.state_dict() for name, s in self.strategies.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._pending_rng = checkpoint.get("rng")
+        for name, state in checkpoint.get("densify", {}).items():
+            self.strategies[name].load_state_dict(state)
 
     def on_train_start(self) -> None:
         # Restore RNG last: after Lightning's own setup (which may draw random numbers).
@@ -165,7 +162,7 @@ class TalkingHeadModule(L.LightningModule):
         for name in BRANCHES:
             b: GaussianBranch = getattr(self, name)
             lrs = {"means": o.lr_means, "quats": o.lr_quats, "log_scales": o.lr_scales,
-                   "opacity_logits": o.lr_opacities, "sh0": o.lr_colors, "sh_rest": o.lr_colors_rest}
+                   "opacity_logits": o.lr_opacities, "sh0": o.lr_colors, "shN": o.lr_colors_rest}
             for key in GAUSSIAN_PARAMS:
                 groups.append({"params": [getattr(b, key)], "lr": lrs[key], "name": f"{name}.{key}",
                                "base_lr": lrs[key]})
@@ -210,7 +207,7 @@ class TalkingHeadModule(L.LightningModule):
                        viewmat: Tensor, K: Tensor, h: int, w: int):
         b: GaussianBranch = getattr(self, name)
         rgb, alpha, _, meta = rasterize(
-            means, quats, log_scales.exp(), torch.sigmoid(b.opacity_logits), b.colors(),
+            means, quats, log_scales.exp(), b.opacities, b.colors,
             viewmat[None], K[None], w, h, sh_degree=self.cfg.model.gaussians.sh_degree,
             config=self.render_cfg,
         )
@@ -326,10 +323,9 @@ class TalkingHeadModule(L.LightningModule):
         self.manual_backward(terms["total"])
         if not self.cfg.schedule.train_mouth_colors:
             self.mouth.sh0.grad = None
-            self.mouth.sh_rest.grad = None
-        self._accumulate_grad_stats(out["metas"])
+            self.mouth.shN.grad = None
         opt.step()
-        self._densify(opt.optimizer if hasattr(opt, "optimizer") else opt, step + 1)
+        self._densify(opt.optimizer if hasattr(opt, "optimizer") else opt, out["metas"], step + 1)
 
         bsz = batch["image"].shape[0]
         if step % max(1, self.cfg.trainer.log_every) == 0:
@@ -347,6 +343,7 @@ class TalkingHeadModule(L.LightningModule):
         out = self.render(batch, deformed)
         psnr = self.masked_psnr(out["rgb"].clamp(0, 1), batch["image"], out["face_mask"])  # [B]
         self._val_sums.append(torch.stack([psnr.sum(), torch.tensor(float(psnr.numel()))]))
+        return {"rgb": out["rgb"].detach()}  # the rendered frames [B, 3, H, W], for callbacks
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = []
@@ -359,97 +356,21 @@ class TalkingHeadModule(L.LightningModule):
         self.log("psnr_val", s[0] / s[1], sync_dist=True)
 
     # ------------------------------------------------------------------ densification
-    @torch.no_grad()
-    def _accumulate_grad_stats(self, metas: dict) -> None:
-        if not self.cfg.strategy.enabled or self.global_step >= self.cfg.strategy.stop_step:
-            return
-        for name in BRANCHES:
-            b: GaussianBranch = getattr(self, name)
-            for meta in metas[name]:
-                g = meta["means2d"].grad
-                if g is None:
-                    continue
-                # pixel gradients -> NDC-like units (x W/2, H/2) so the 3DGS threshold applies
-                scale = g.new_tensor([meta["width"] / 2.0, meta["height"] / 2.0])
-                norm = (g[0] * scale).norm(dim=-1)  # [N]
-                vis = meta["radii"][0] > 0
-                b.grad_accum += torch.where(vis, norm, torch.zeros_like(norm))
-                b.grad_count += vis.float()
+    @staticmethod
+    def _batch_meta(metas: list[dict]) -> dict:
+        """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
+        its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras."""
+        grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
+                 for m in metas]
+        means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]
+        means2d.grad = torch.cat(grads)
+        return {"means2d": means2d, "radii": torch.cat([m["radii"] for m in metas]),
+                "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": 1}
 
     @torch.no_grad()
-    def _densify(self, opt: torch.optim.Optimizer, step: int) -> None:
-        s = self.cfg.strategy
-        if not s.enabled or step > s.stop_step:
-            return
-        if s.reset_opacity_every > 0 and step % s.reset_opacity_every == 0:
-            for name in BRANCHES:
-                self._reset_opacity(opt, getattr(self, name))
-        if step < s.start_step or step % s.every != 0:
+    def _densify(self, opt: torch.optim.Optimizer, metas: dict, step: int) -> None:
+        """Statistics, then clone / split / prune / opacity reset on schedule; ``step`` counts completed steps."""
+        if not self.cfg.strategy.enabled:
             return
         for name in BRANCHES:
-            self._densify_branch(opt, name)
-
-    def _reset_opacity(self, opt, b: GaussianBranch) -> None:
-        cap = _logit(self.cfg.strategy.reset_opacity_value)
-        b.opacity_logits.clamp_(max=cap)
-        state = opt.state.get(b.opacity_logits, {})
-        for k in ADAM_MOMENTS:
-            if k in state:
-                state[k].zero_()
-
-    def _densify_branch(self, opt, name: str) -> None:
-        s = self.cfg.strategy
-        b: GaussianBranch = getattr(self, name)
-        n = b.num
-        avg = b.grad_accum / b.grad_count.clamp_min(1.0)
-        grow = avg >= s.grad_threshold
-        room = max(0, s.max_gaussians - n)
-        if int(grow.sum()) > room:  # keep the largest gradients when the cap binds
-            keep = torch.zeros_like(grow)
-            keep[torch.topk(torch.where(grow, avg, torch.full_like(avg, -1.0)), room).indices] = True
-            grow = grow & keep
-        big = b.log_scales.exp().amax(-1) > s.split_scale
-        split, clone = grow & big, grow & ~big
-        split_idx, clone_idx = split.nonzero().squeeze(1), clone.nonzero().squeeze(1)
-
-        # split: the original becomes sample 1, an appended copy sample 2, both shrunk by 1.6
-        idx = torch.cat([torch.arange(n, device=avg.device), clone_idx, split_idx])
-        appended = torch.zeros(idx.numel(), dtype=torch.bool, device=avg.device)
-        appended[n:] = True
-        means = b.means[idx].clone()
-        log_scales = b.log_scales[idx].clone()
-        split_rows = torch.cat([split_idx, torch.arange(n + clone_idx.numel(), idx.numel(), device=avg.device)])
-        if split_rows.numel():
-            sc = log_scales[split_rows].exp()
-            rot = quat_to_rotmat(b.quats[idx[split_rows]])
-            offset = (rot @ (torch.randn_like(sc) * sc).unsqueeze(-1)).squeeze(-1)
-            means[split_rows] += offset
-            log_scales[split_rows] = (sc / 1.6).log()
-        keep = torch.sigmoid(b.opacity_logits[idx]) >= s.prune_opacity
-        if not keep.any():  # never prune a branch to nothing
-            keep[0] = True
-        sel = keep.nonzero().squeeze(1)
-        self._reindex_branch(opt, b, idx[sel], appended[sel], {"means": means[sel], "log_scales": log_scales[sel]})
-
-    def _reindex_branch(self, opt, b: GaussianBranch, idx: Tensor, appended: Tensor,
-                        new_values: dict[str, Tensor]) -> None:
-        """Gather rows ``idx`` of every tensor of ``b`` (Adam moments too; appended rows start at 0)."""
-        for key in GAUSSIAN_PARAMS:
-            old = getattr(b, key)
-            value = new_values.get(key, old.data[idx])
-            new = nn.Parameter(value.contiguous(), requires_grad=old.requires_grad)
-            for group in opt.param_groups:
-                for j, p in enumerate(group["params"]):
-                    if p is old:
-                        group["params"][j] = new
-            state = opt.state.pop(old, None)
-            if state is not None:
-                for k in ADAM_MOMENTS:
-                    if k in state:
-                        moment = state[k][idx].clone()
-                        moment[appended] = 0
-                        state[k] = moment
-                opt.state[new] = state
-            setattr(b, key, new)
-        b.grad_accum = torch.zeros(idx.numel(), device=idx.device)
-        b.grad_count = torch.zeros(idx.numel(), device=idx.device)
+            self.strategies[name].step_post_backward(getattr(self, name), opt, self._batch_meta(metas[name]), step)

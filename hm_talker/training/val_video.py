@@ -1,6 +1,7 @@
 """Validation video: generated | real | |difference| x `diff_gain`, side by side, with the sound.
 
-Written to RUN_DIR/val/step_NNNNNN.mp4 at every validation (rank 0) and logged to W&B as a video.
+Written to RUN_DIR/val/step_NNNNNN.mp4 at every validation (rank 0) and logged to W&B as a video,
+with an image grid of four of its rows.
 """
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ class ValidationVideo(L.Callback):
         if experiment is not None and hasattr(experiment, "log"):
             import wandb
 
+            grid = np.concatenate(list(np.concatenate(self.rows)[:: max(1, len(self.frames) // 4)][:4]), axis=0)
             experiment.log({"val/video": wandb.Video(str(path), format="mp4"),
+                            "val/grid": wandb.Image(grid, caption="generated | real | difference"),
                             "trainer/global_step": trainer.global_step})
 
     def _audio(self) -> np.ndarray | None:
