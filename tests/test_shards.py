@@ -94,3 +94,16 @@ def test_resume_after_kill_gives_identical_shards(tmp_path, synthetic_clip):
     stamp = {p.name: p.stat().st_mtime_ns for p in killed.iterdir()}
     subprocess.run(cmd + ["--out", str(killed)], check=True, capture_output=True)
     assert {p.name: p.stat().st_mtime_ns for p in killed.iterdir()} == stamp
+
+
+def test_npy_decoding_refuses_pickles_and_truncation():
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        sh.decode_npy(buf.getvalue())
+    good = sh.encode_npy(np.eye(4, dtype=np.float32))
+    assert np.array_equal(sh.decode_npy(good), np.eye(4)) and np.array_equal(sh.decode_npy(good), np.eye(4))
+    with pytest.raises(ValueError, match="truncated"):
+        sh.decode_npy(good[:-4])

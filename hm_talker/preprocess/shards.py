@@ -21,7 +21,25 @@ def encode_npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_NPY_HEADERS: dict[bytes, tuple] = {}  # header bytes -> (dtype, shape, data offset)
+
+
 def decode_npy(b: bytes) -> np.ndarray:
+    """.npy bytes -> array, never unpickling. Every sample of a shard repeats the same few headers,
+    so a parsed header is cached (np.load re-parses it with ast for each of the ~6 arrays per frame)."""
+    if b[:8] == b"\x93NUMPY\x01\x00":
+        end = 10 + int.from_bytes(b[8:10], "little")
+        head = b[:end]
+        meta = _NPY_HEADERS.get(head)
+        if meta is None:
+            arr = np.load(io.BytesIO(b), allow_pickle=False)
+            if arr.dtype.hasobject or arr.dtype.fields or not arr.flags.c_contiguous or len(_NPY_HEADERS) > 256:
+                return arr
+            meta = _NPY_HEADERS[head] = (arr.dtype, arr.shape, end)
+        dtype, shape, off = meta
+        if len(b) != off + dtype.itemsize * int(np.prod(shape)):
+            raise ValueError("truncated .npy member")
+        return np.frombuffer(b, dtype=dtype, offset=off).reshape(shape).copy()
     return np.load(io.BytesIO(b), allow_pickle=False)
 
 
@@ -54,7 +72,8 @@ def decode_image(b: bytes, gray: bool = False) -> np.ndarray:
         from PIL import Image
 
         try:
-            return np.asarray(Image.open(io.BytesIO(b)).convert("L" if gray else "RGB")).copy()
+            img = np.asarray(Image.open(io.BytesIO(b)).convert("L" if gray else "RGB"))
+            return img if gray else img.copy()  # gray masks are only read; RGB must be writable
         except Exception as exc:  # Pillow raises several types for broken streams
             raise ValueError(f"undecodable image ({exc})") from None
     import cv2
@@ -62,7 +81,7 @@ def decode_image(b: bytes, gray: bool = False) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("undecodable image")
-    return img if gray else img[..., ::-1].copy()
+    return img if gray else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def write_shard(path: Path, samples: list[dict[str, bytes]]) -> int:
