@@ -18,6 +18,17 @@ REAL_CLIPS = {  # name -> (source frames, source fps)
 }
 
 
+def toy_camera(size: int = 32, dist: float = 0.6):
+    """One pinhole camera [1, 4, 4], [1, 3, 3] looking down +z at a ~0.24-unit scene `dist` away."""
+    import torch
+
+    vm = torch.eye(4)[None]
+    vm[0, 2, 3] = dist
+    f = 0.8 * size * 0.5 / 0.12
+    K = torch.tensor([[[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]]])
+    return vm, K
+
+
 def real_file(name: str) -> Path:
     p = REAL / name
     if not p.is_file():

@@ -11,12 +11,7 @@ from hm_talker.render import GaussianModel, rasterize, rgb_to_sh, sh_basis, sh_t
 from hm_talker.render.gaussians import mean_knn_distance
 
 
-def _camera(size=32, dist=0.6):
-    vm = torch.eye(4)[None]
-    vm[0, 2, 3] = dist
-    f = 0.8 * size * 0.5 / 0.12
-    K = torch.tensor([[[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]]])
-    return vm, K
+from conftest import toy_camera as _camera  # noqa: E402
 
 
 def test_state_dict_round_trip_with_other_n():
