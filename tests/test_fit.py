@@ -174,3 +174,25 @@ def test_resume_after_kill_matches_an_uninterrupted_run(identity64, tmp_path):
     assert a["global_step"] == b["global_step"] == n and a["num_gaussians"] == b["num_gaussians"]
     for key, va in a["state_dict"].items():
         assert torch.allclose(va, b["state_dict"][key], atol=1e-6, rtol=0), key
+
+
+def test_lpips_terms_join_late_and_train_the_colours(trained_ckpt):
+    """Lip and random-patch LPIPS appear from loss.lpips_start_step on, are positive, and give gradients."""
+    from datamodules import TalkingHeadDataModule
+    from hm_talker.inference import load_module
+
+    module, root, _ = load_module(trained_ckpt)
+    module.train()
+    dm = TalkingHeadDataModule(str(root), num_workers=0, val_batch_size=2)
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    start = module.cfg.loss.lpips_start_step
+    deformed = module.deform(batch)
+    out = module.render(batch, deformed)
+    assert "lpips" not in module.losses(batch, out, deformed, start - 1)
+    terms = module.losses(batch, out, deformed, start)
+    assert terms["lpips"] > 0 and terms["lpips_patch"] > 0
+    assert module._random_patches(batch["masks"][:, 0], 16, 7) == module._random_patches(batch["masks"][:, 0], 16, 7)
+    terms["lpips_patch"].backward()
+    grads = [p.grad for p in module.face.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)

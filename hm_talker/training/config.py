@@ -59,8 +59,11 @@ class LossConfig:
     l1: float = 1.0  # weight of the L1 photometric loss inside the face mask
     dssim: float = 0.2  # weight of (1 - SSIM) / 2 inside the face mask
     ssim_window: int = 7  # SSIM Gaussian window size (pixels; odd)
-    lpips: float = 0.0  # weight of LPIPS on the lip crop (0 = off: slow on the CPU)
-    lpips_start_step: int = 1000  # LPIPS is added from this step on (colours first, then perceptual detail)
+    lpips: float = 0.01  # weight of LPIPS on the lip crop (0 = off)
+    lpips_patch: float = 0.01  # weight of LPIPS on a random face patch per frame (0 = off)
+    lpips_patch_size: int = 32  # side of that patch in pixels (the face box when smaller)
+    lpips_crop_size: int = 32  # lip crops and patches are resized to this side before LPIPS
+    lpips_start_step: int = 1000  # LPIPS terms join from this step on (colours first, then perceptual detail)
     alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
     deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
     mask_dilate: int = 1  # dilate the face mask by this many pixels before masking the losses

@@ -268,25 +268,54 @@ class TalkingHeadModule(L.LightningModule):
         terms = {"l1": l1, "dssim": (1 - ssim) / 2, "alpha": alpha, "deform": deform}
         total = lc.l1 * l1 + lc.dssim * terms["dssim"] + lc.alpha * alpha + lc.deform_size * deform
         if lc.lpips > 0 and step >= lc.lpips_start_step:
-            terms["lpips"] = self._lpips_lips(pred, gt, batch["masks"][:, 1])
+            terms["lpips"] = self._lpips_boxes(pred, gt, self._mask_boxes(batch["masks"][:, 1]))
             total = total + lc.lpips * terms["lpips"]
+        if lc.lpips_patch > 0 and step >= lc.lpips_start_step:
+            boxes = self._random_patches(batch["masks"][:, 0], lc.lpips_patch_size, step)
+            terms["lpips_patch"] = self._lpips_boxes(pred, gt, boxes)
+            total = total + lc.lpips_patch * terms["lpips_patch"]
         terms["total"] = total
         return terms
 
-    def _lpips_lips(self, pred: Tensor, gt: Tensor, lips: Tensor) -> Tensor:
-        """LPIPS on the bounding box of the lip mask of each frame (frames without lips are skipped)."""
+    @staticmethod
+    def _mask_boxes(mask: Tensor) -> list:  # [B, H, W] -> per frame (y0, y1, x0, x1) or None
+        """Bounding box of each frame's mask (None where the mask is empty)."""
+        boxes = []
+        for m in mask:
+            ys, xs = torch.nonzero(m > 0.5, as_tuple=True)
+            boxes.append(None if ys.numel() == 0 else
+                         (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1))
+        return boxes
+
+    def _random_patches(self, face: Tensor, size: int, step: int) -> list:
+        """A size x size patch per frame inside the face box, drawn from a (seed, step) generator so
+        that resumed runs draw the same patches."""
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        out = []
+        for box in self._mask_boxes(face):
+            if box is None:
+                out.append(None)
+                continue
+            y0, y1, x0, x1 = box
+            h, w = min(size, y1 - y0), min(size, x1 - x0)
+            py = y0 + int(torch.randint(0, y1 - y0 - h + 1, (1,), generator=gen))
+            px = x0 + int(torch.randint(0, x1 - x0 - w + 1, (1,), generator=gen))
+            out.append((py, py + h, px, px + w))
+        return out
+
+    def _lpips_boxes(self, pred: Tensor, gt: Tensor, boxes: list) -> Tensor:
+        """Mean LPIPS (AlexNet) over one box per frame, crops resized to lpips_crop_size."""
         from hm_talker.metrics.image import get_lpips_model
 
         model = get_lpips_model(pred.device)
+        side = self.cfg.loss.lpips_crop_size
         vals = []
-        for i in range(pred.shape[0]):
-            ys, xs = torch.nonzero(lips[i] > 0.5, as_tuple=True)
-            if ys.numel() == 0:
+        for i, box in enumerate(boxes):
+            if box is None:
                 continue
-            y0, y1 = int(ys.min()), int(ys.max()) + 1
-            x0, x1 = int(xs.min()), int(xs.max()) + 1
-            p = F.interpolate(pred[i:i + 1, :, y0:y1, x0:x1], size=(32, 32), mode="bilinear", align_corners=False)
-            t = F.interpolate(gt[i:i + 1, :, y0:y1, x0:x1], size=(32, 32), mode="bilinear", align_corners=False)
+            y0, y1, x0, x1 = box
+            p = F.interpolate(pred[i:i + 1, :, y0:y1, x0:x1], size=(side, side), mode="bilinear", align_corners=False)
+            t = F.interpolate(gt[i:i + 1, :, y0:y1, x0:x1], size=(side, side), mode="bilinear", align_corners=False)
             vals.append(model(p * 2 - 1, t * 2 - 1).reshape(()))
         return torch.stack(vals).mean() if vals else pred.new_zeros(())
 
