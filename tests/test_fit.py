@@ -196,3 +196,21 @@ def test_lpips_terms_join_late_and_train_the_colours(trained_ckpt):
     terms["lpips_patch"].backward()
     grads = [p.grad for p in module.face.parameters() if p.grad is not None]
     assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_two_process_ddp_fit_on_the_cpu(identity64, tmp_path):
+    """`hm-talker fit trainer.devices=2`: a real 2-process DDP run (gloo) that trains and checkpoints."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    cmd = [sys.executable, "-m", "hm_talker.cli", "-q", "fit", f"data.root={identity64}", f"run.dir={tmp_path}",
+           "run.name=ddp", "trainer.max_steps=4", "trainer.devices=2", "trainer.val_every=4", *SMALL]
+    r = subprocess.run(cmd + ["strategy.enabled=false"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["metrics"]["psnr_val"] > 10
+    r = subprocess.run(cmd + ["run.name=ddp2"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 2 and "densification is single-device" in r.stderr

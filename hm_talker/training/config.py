@@ -122,6 +122,7 @@ class ScheduleConfig:
 class TrainerConfig:
     max_steps: int = 3000  # optimisation steps
     devices: int = 1  # devices (GPUs or CPU processes)
+    num_nodes: int = 1  # machines (DDP over nodes; SLURM sets the rank environment)
     accelerator: str = "auto"  # cpu, gpu or auto
     precision: str = "32-true"  # Lightning precision string (the rasteriser wants fp32)
     log_every: int = 10  # log training scalars every this many steps
