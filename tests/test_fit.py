@@ -199,18 +199,25 @@ def test_lpips_terms_join_late_and_train_the_colours(trained_ckpt):
 
 
 def test_two_process_ddp_fit_on_the_cpu(identity64, tmp_path):
-    """`hm-talker fit trainer.devices=2`: a real 2-process DDP run (gloo) that trains and checkpoints."""
+    """`fit trainer.devices=2`: real 2-process DDP (gloo) that trains, checkpoints and keeps equal replicas."""
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
-    cmd = [sys.executable, "-m", "hm_talker.cli", "-q", "fit", f"data.root={identity64}", f"run.dir={tmp_path}",
-           "run.name=ddp", "trainer.max_steps=4", "trainer.devices=2", "trainer.val_every=4", *SMALL]
-    r = subprocess.run(cmd + ["strategy.enabled=false"], capture_output=True, text=True, timeout=600, env=env)
+    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "run.name=ddp", "trainer.max_steps=4",
+            "trainer.devices=2", "trainer.val_every=4", *SMALL]
+    script = Path(__file__).with_name("ddp_fit.py")
+    r = subprocess.run([sys.executable, str(script), str(tmp_path), *args, "strategy.enabled=false"],
+                       capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for k in ranks[0]:
+        assert abs(ranks[0][k] - ranks[1][k]) <= 1e-5 * (1 + abs(ranks[0][k])), k  # replicas stayed equal
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["metrics"]["psnr_val"] > 10
-    r = subprocess.run(cmd + ["run.name=ddp2"], capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "-q", "fit", *args, "run.name=ddp2"],
+                       capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 2 and "densification is single-device" in r.stderr

@@ -336,6 +336,10 @@ class TalkingHeadModule(L.LightningModule):
         grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], -1)  # pixel-centre convention
         rgb = F.grid_sample(img[None], grid[None, None], align_corners=False, padding_mode="border")[0, :, 0].T
         self.face.sh0.copy_(rgb_to_sh(rgb.clamp(0.02, 0.98)).unsqueeze(1))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank saw a different first batch: take rank 0's colours, or the replicas diverge
+            # (DDP only averages gradients, it never re-syncs parameters)
+            torch.distributed.broadcast(self.face.sh0.data, src=0)
         self.colors_initialised.fill_(1)
 
     def training_step(self, batch: dict, batch_idx: int):

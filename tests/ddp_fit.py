@@ -1,0 +1,25 @@
+"""Run by test_fit.py: `fit` with trainer.devices=2 (real DDP, gloo on the CPU); every rank writes the
+sum of each of its parameters to OUT/rank{r}.json at the end, to check the replicas stayed equal.
+usage: python tests/ddp_fit.py OUT key=value ...
+"""
+import json
+import sys
+from pathlib import Path
+
+import lightning as L
+
+from hm_talker.training.fit import fit
+
+
+class DumpParams(L.Callback):
+    def __init__(self, out: Path):
+        self.out = out
+
+    def on_train_end(self, trainer, pl_module):
+        sums = {k: float(v.double().sum()) for k, v in pl_module.state_dict().items() if v.is_floating_point()}
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(sums))
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    fit(None, sys.argv[2:], False, callbacks=[DumpParams(out)])
