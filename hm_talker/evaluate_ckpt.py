@@ -114,13 +114,15 @@ def _finish(metrics: dict, module, ckpt, out_dir, inputs: dict) -> None:
                "config": flat_dict(cfg), "metrics": numbers}
     out = Path(out_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    _log_wandb(summary, out, run.get("project", "hm-talker"))
+    _log_wandb(summary, out, run.get("project", "hm-talker"), run.get("wandb_mode", "auto"))
 
 
-def _log_wandb(summary: dict, out: Path, project: str) -> None:
+def _log_wandb(summary: dict, out: Path, project: str, configured_mode: str) -> None:
     import wandb
 
-    mode = os.environ.get("WANDB_MODE", "offline")
+    from hm_talker.training.fit import wandb_mode
+
+    mode = wandb_mode(configured_mode)
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=project, name=summary["name"], group=summary["group"] or None,
                      tags=summary["tags"], config=summary["config"], dir=str(out), mode=mode,

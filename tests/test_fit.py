@@ -29,10 +29,28 @@ def test_default_config_composes():
                              "seed=3", "run.dir=elsewhere"])
     assert cfg.data.root == "somewhere" and cfg.trainer.max_steps == 7 and cfg.seed == 3
     assert cfg.run.dir == "elsewhere" and cfg.trainer.devices == 1
-    assert cfg.run.wandb_mode == "offline"
+    assert cfg.run.wandb_mode == "auto"
     for section in ("data", "model", "loss", "optim", "strategy", "schedule", "trainer", "run"):
         assert section in cfg
     assert cfg.loss.l1 == 1.0 and cfg.loss.dssim == 0.2
+
+
+def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):
+    from hm_talker.training.fit import wandb_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_mode("auto") == "offline"  # no key, no ~/.netrc
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert wandb_mode("auto") == "online"  # what `wandb login` leaves behind
+    assert wandb_mode("offline") == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode("auto") == "disabled"  # the environment wins
+    monkeypatch.delenv("WANDB_MODE")
+    with pytest.raises(InputError):
+        wandb_mode("sometimes")
 
 
 def test_unknown_override_key_is_an_input_error():

@@ -137,7 +137,7 @@ class RunConfig:
     name: str = ""  # run name (= W&B run id); empty: "<identity>-seed<seed>"
     group: str = ""  # W&B group (e.g. an ablation)
     tags: list[str] = field(default_factory=list)  # W&B tags
-    wandb_mode: str = "offline"  # offline, online or disabled (WANDB_MODE in the environment wins)
+    wandb_mode: str = "auto"  # auto (online when logged in to W&B, else offline), offline, online or disabled; WANDB_MODE wins
     project: str = "hm-talker"  # W&B project
 
 

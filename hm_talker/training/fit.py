@@ -61,6 +61,31 @@ def flat_dict(cfg: DictConfig) -> dict:
     return out
 
 
+def wandb_logged_in() -> bool:
+    """An API key in the environment or in ~/.netrc (where `wandb login` puts it); no network."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        hosts = netrc.netrc().hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    return base in hosts
+
+
+def wandb_mode(configured: str) -> str:
+    """WANDB_MODE in the environment wins; "auto" is online when logged in, else offline."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if configured == "auto":
+        return "online" if wandb_logged_in() else "offline"
+    if configured not in ("online", "offline", "disabled"):
+        raise InputError(None, f"run.wandb_mode must be auto, online, offline or disabled, not {configured!r}")
+    return configured
+
+
 def run_name(cfg: DictConfig) -> str:
     return cfg.run.name or f"{Path(cfg.data.root).name}-seed{cfg.seed}"
 
@@ -178,7 +203,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
                                val_batch_size=cfg.data.val_batch_size)
 
-    mode = os.environ.get("WANDB_MODE") or cfg.run.wandb_mode  # the user's environment wins
+    mode = wandb_mode(cfg.run.wandb_mode)
     os.environ.setdefault("WANDB_SILENT", "true")
     logger = WandbLogger(name=name, id=name, project=cfg.run.project, group=cfg.run.group or None,
                          tags=list(cfg.run.tags) or None, save_dir=str(run_dir), mode=mode,
