@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from hm_talker.errors import InputError
+from hm_talker.video_writer import VideoWriter
 
 
 def load_module(ckpt_path, data_root=None):
@@ -123,41 +121,19 @@ def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_si
     frames = IdentityFrames(root, manifest)
     size = manifest["size"]
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".infer-", dir=out_path.parent))
-    wav = tmp_dir / "speech.wav"
-    import soundfile as sf
-
-    sf.write(wav, np.pad(audio, (0, n * per_frame - len(audio))), sr)  # sound exactly as long as the video
-    tmp_mp4 = tmp_dir / "video.mp4"
-    ff = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                           "-s", f"{size}x{size}", "-r", str(fps), "-i", "-", "-i", str(wav),
-                           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
-                           "-c:a", "aac", "-b:a", "128k", str(tmp_mp4)], stdin=subprocess.PIPE)
     render_s = 0.0
-    try:
-        with torch.no_grad():
-            for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False):
-                ks = list(range(k0, min(n, k0 + batch_size)))
-                samples = [frames[ping_pong(k, frames.num_frames)] for k in ks]
-                batch = {key: torch.stack([s[key] for s in samples])
-                         for key in ("image", "masks", "extrinsics", "intrinsics", "aus")}
-                batch["audio_window"] = torch.from_numpy(np.stack([feats[windows.indices(k)] for k in ks]))
-                t = time.perf_counter()
-                rgb = module.render(batch, module.deform(batch))["rgb"]
-                render_s += time.perf_counter() - t
-                img = (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).contiguous().numpy()
-                ff.stdin.write(img.tobytes())
-        ff.stdin.close()
-        if ff.wait() != 0:
-            raise RuntimeError("ffmpeg failed to write the video")
-        os.replace(tmp_mp4, out_path)
-    finally:
-        if ff.poll() is None:
-            ff.kill()
-        for p in tmp_dir.iterdir():
-            p.unlink()
-        tmp_dir.rmdir()
+    sound = np.pad(audio, (0, n * per_frame - len(audio)))  # sound exactly as long as the video
+    with VideoWriter(out_path, size, size, fps, sound, sr) as video, torch.no_grad():
+        for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False):
+            ks = list(range(k0, min(n, k0 + batch_size)))
+            samples = [frames[ping_pong(k, frames.num_frames)] for k in ks]
+            batch = {key: torch.stack([s[key] for s in samples])
+                     for key in ("image", "masks", "extrinsics", "intrinsics", "aus")}
+            batch["audio_window"] = torch.from_numpy(np.stack([feats[windows.indices(k)] for k in ks]))
+            t = time.perf_counter()
+            rgb = module.render(batch, module.deform(batch))["rgb"]
+            render_s += time.perf_counter() - t
+            video.write((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
     report = {"video": str(out_path), "frames": n, "fps": fps, "seconds": n / fps,
               "render_fps": n / max(render_s, 1e-9)}
     return report

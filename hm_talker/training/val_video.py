@@ -5,35 +5,13 @@ with an image grid of four of its rows.
 """
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 
-
-def write_video(frames: np.ndarray, path: Path, fps: int, audio: np.ndarray | None = None,
-                sample_rate: int = 16000) -> Path:
-    """[T, H, W, 3] uint8 -> h264 mp4 (with an AAC track when `audio` is given); written atomically."""
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{frames.shape[2]}x{frames.shape[1]}", "-r", str(fps), "-i", "-"]
-    wav = path.with_name(f".{path.stem}.wav")
-    if audio is not None:
-        sf.write(wav, audio, sample_rate)
-        cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
-    h, w = frames.shape[1:3]
-    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-vf", f"pad={w + w % 2}:{h + h % 2}", str(tmp)]
-    try:
-        subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True, capture_output=True)
-        tmp.replace(path)
-    finally:
-        wav.unlink(missing_ok=True)
-    return path
+from hm_talker.video_writer import VideoWriter
 
 
 class ValidationVideo(L.Callback):
@@ -58,9 +36,11 @@ class ValidationVideo(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.rows:
             return
-        audio = self._audio()
-        path = write_video(np.concatenate(self.rows), self.out_dir / f"step_{trainer.global_step:06d}.mp4",
-                           self.fps, audio)
+        frames = np.concatenate(self.rows)
+        with VideoWriter(self.out_dir / f"step_{trainer.global_step:06d}.mp4", frames.shape[2], frames.shape[1],
+                         self.fps, self._audio()) as video:
+            video.write(frames)
+        path = video.path
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is not None and hasattr(experiment, "log"):
             import wandb

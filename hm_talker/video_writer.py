@@ -1,0 +1,66 @@
+"""Streaming RGB frames (plus an optional sound track) into an h264/AAC mp4 through ffmpeg.
+
+The file appears at its path only when the writer closes cleanly; an error or an interruption
+leaves no partial video behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+class VideoWriter:
+    def __init__(self, path, width: int, height: int, fps: int, audio: np.ndarray | None = None,
+                 sample_rate: int = 16000, crf: int = 18):
+        import soundfile as sf
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}-", dir=self.path.parent))
+        self._mp4 = self._tmp / "video.mp4"
+        cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]
+        if audio is not None:
+            sf.write(self._tmp / "sound.wav", audio, sample_rate)
+            cmd += ["-i", str(self._tmp / "sound.wav"), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
+        # h264 in yuv420p needs even sides: pad odd ones by a pixel
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
+                "-vf", f"pad={width + width % 2}:{height + height % 2}", str(self._mp4)]
+        self._ff = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frames: np.ndarray) -> None:  # [n, H, W, 3] or [H, W, 3] uint8 RGB
+        self._ff.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+
+    def close(self) -> Path:
+        try:
+            self._ff.stdin.close()
+            err = self._ff.stderr.read().decode(errors="replace").strip()
+            if self._ff.wait() != 0:
+                raise RuntimeError(f"ffmpeg failed writing {self.path}: {err}")
+            os.replace(self._mp4, self.path)
+        finally:
+            self._cleanup()
+        return self.path
+
+    def abort(self) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._ff.poll() is None:
+            self._ff.kill()
+            self._ff.wait()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
