@@ -68,13 +68,14 @@ def evaluate_self(ckpt, data, out_dir, syncnet_weights=None) -> dict:
 
 def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None) -> dict:
     from hm_talker.evaluate import load_frames
-    from hm_talker.inference import infer, load_module
+    from hm_talker.inference import drive, load_module
     from hm_talker.preprocess.landmarks import detect_landmarks
     from hm_talker.preprocess.media import load_audio
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = infer(ckpt, audio_path, out / "driven.mp4")
+    module, root, manifest = load_module(ckpt)
+    report = drive(module, root, manifest, audio_path, out / "driven.mp4", ckpt=ckpt)
     frames = load_frames(out / "driven.mp4")
     audio = load_audio(audio_path, 16000)
     metrics = {k: None for k in METRIC_KEYS}
@@ -93,7 +94,6 @@ def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None) -> dict:
     metrics["mouth_open_std"] = float(gap[found].std()) if found.any() else None
     metrics["num_frames"] = int(report["frames"])
     metrics["notes"] = notes
-    module, _, _ = load_module(ckpt)
     _finish(metrics, module, ckpt, out, {"ckpt": str(ckpt), "audio": str(audio_path), "protocol": "cross"})
     return metrics
 

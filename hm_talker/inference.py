@@ -103,6 +103,14 @@ def driving_features(audio: np.ndarray, num_frames: int, manifest: dict, audio_m
 
 
 def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_size: int = 4) -> dict:
+    """Load the checkpoint and drive it with `audio_path` (see `drive`)."""
+    module, root, manifest = load_module(ckpt, data_root)
+    return drive(module, root, manifest, audio_path, out_path, audio_model, batch_size, ckpt)
+
+
+def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=None, batch_size: int = 4,
+          ckpt=None) -> dict:
+    """Render `out_path` from an already loaded model; returns frames, seconds and render frames/s."""
     import torch
     from tqdm import tqdm
 
@@ -110,7 +118,6 @@ def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_si
     from hm_talker.preprocess.media import load_audio
 
     out_path = Path(out_path)
-    module, root, manifest = load_module(ckpt, data_root)
     sr, fps = manifest["sample_rate"], manifest["fps"]
     audio = load_audio(audio_path, sr)
     per_frame = sr // fps
