@@ -64,7 +64,8 @@ def analyse_clip(video: Path, audio_path: Path | None, cfg: PreprocessConfig) ->
     info, idx, audio, audio_src, trimmed = check_media(video, audio_path, cfg)
     lms = np.full((len(idx), 478, 3), np.nan, dtype=np.float32)
     size = scaled_size(info.width, info.height, cfg.analysis_size)
-    sx = info.width / size[0]
+    sx, sy = info.width / size[0], info.height / size[1]
+    to_source = np.array([sx, sy, sx], dtype=np.float32)  # back to source pixels (z scales like x)
     bar = tqdm(total=len(idx), desc=f"landmarks {video.name}", unit="frame", leave=False)
     with FaceMeshTracker(cfg.max_faces, cfg.min_detection_confidence) as tracker:
         i = 0
@@ -72,8 +73,7 @@ def analyse_clip(video: Path, audio_path: Path | None, cfg: PreprocessConfig) ->
             for frame in chunk:
                 p = tracker(frame)
                 if p is not None:
-                    lms[i] = p * np.float32(sx)  # back to source pixels (x, y and z alike)
-                    lms[i, :, 1] *= np.float32((info.height / size[1]) / sx)
+                    lms[i] = p * to_source
                 i += 1
             bar.update(len(chunk))
     bar.close()
