@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import fields
-
 import lightning as L
 import numpy as np
 import torch
@@ -25,8 +23,9 @@ from torch import Tensor
 
 from hm_talker.constants import AU_MAX, AU_NAMES
 from hm_talker.model import AudioEncoder, FaceDeformation, MouthDeformation, apply_deformation
-from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig, StrategyConfig, rasterize, rgb_to_sh
-from hm_talker.training.config import DensifyConfig, FitConfig
+from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig, rasterize, rgb_to_sh
+from hm_talker.training.config import FitConfig
+from hm_talker.training.densify import densify_branches, strategy_config
 
 INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower, left, right corners)
 BRANCHES = ("face", "mouth")
@@ -61,13 +60,6 @@ class GaussianBranch(GaussianModel):
     @property
     def num(self) -> int:
         return self.num_gaussians
-
-
-def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
-    """The renderer's StrategyConfig from the fit config's `strategy` section."""
-    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
-    values["seed"] = cfg.seed + seed_offset
-    return StrategyConfig(**values)
 
 
 class TalkingHeadModule(L.LightningModule):
@@ -389,21 +381,7 @@ class TalkingHeadModule(L.LightningModule):
         self.log("psnr_val", s[0] / s[1], sync_dist=True)
 
     # ------------------------------------------------------------------ densification
-    @staticmethod
-    def _batch_meta(metas: list[dict]) -> dict:
-        """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
-        its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras."""
-        grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
-                 for m in metas]
-        means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]
-        means2d.grad = torch.cat(grads)
-        return {"means2d": means2d, "radii": torch.cat([m["radii"] for m in metas]),
-                "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": 1}
-
-    @torch.no_grad()
     def _densify(self, opt: torch.optim.Optimizer, metas: dict, step: int) -> None:
-        """Statistics, then clone / split / prune / opacity reset on schedule; ``step`` counts completed steps."""
-        if not self.cfg.strategy.enabled:
-            return
-        for name in BRANCHES:
-            self.strategies[name].step_post_backward(getattr(self, name), opt, self._batch_meta(metas[name]), step)
+        """Densification of both branches after the optimiser step (see training/densify.py)."""
+        if self.cfg.strategy.enabled:
+            densify_branches(self.strategies, {n: getattr(self, n) for n in BRANCHES}, opt, metas, step)

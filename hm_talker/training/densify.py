@@ -1,0 +1,44 @@
+"""Glue between the training step and the renderer's `DensifyStrategy` (one strategy per branch).
+
+Each frame of a batch is rasterised as its own camera; `batch_meta` turns the per-view render
+metas of one branch into the single meta a strategy expects, and `densify_branches` feeds every
+branch's strategy after the optimiser step.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+
+from hm_talker.render import StrategyConfig
+from hm_talker.training.config import DensifyConfig
+
+
+def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
+    """The renderer's StrategyConfig from the fit config's `strategy` section."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
+    values["seed"] = cfg.seed + seed_offset
+    return StrategyConfig(**values)
+
+
+def batch_meta(metas: list[dict]) -> dict:
+    """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
+    its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras."""
+    grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
+             for m in metas]
+    means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]
+    means2d.grad = torch.cat(grads)
+    return {"means2d": means2d, "radii": torch.cat([m["radii"] for m in metas]),
+            "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": 1}
+
+
+@torch.no_grad()
+def densify_branches(strategies: dict, branches: dict, opt: torch.optim.Optimizer, metas: dict,
+                     step: int) -> None:
+    """Statistics, then clone / split / prune / opacity reset on schedule, for every branch.
+
+    strategies / branches: name -> DensifyStrategy / GaussianModel; metas: name -> per-view metas;
+    ``step`` counts completed optimisation steps.
+    """
+    for name, strategy in strategies.items():
+        strategy.step_post_backward(branches[name], opt, batch_meta(metas[name]), step)
