@@ -1,4 +1,6 @@
-"""LightningDataModules over preprocessed identities (WebDataset shards written by `hm-talker preprocess`)."""
+"""LightningDataModules over preprocessed identities (WebDataset shards written by `hm-talker preprocess`,
+and their per-frame feature arrays for CMMM)."""
+from datamodules.feature_windows import FeatureWindowDataModule
 from datamodules.talking_head import TalkingHeadDataModule
 
-__all__ = ["TalkingHeadDataModule"]
+__all__ = ["FeatureWindowDataModule", "TalkingHeadDataModule"]

@@ -1,6 +1,8 @@
 """OmegaConf helpers: `key=value` overrides onto a structured config; unknown keys are an error."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
@@ -19,3 +21,19 @@ def merge_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise InputError(None, f"unknown config key in overrides: {exc.key if hasattr(exc, 'key') else exc}") from None
     except ValidationError as exc:
         raise InputError(None, f"bad override value: {str(exc).splitlines()[0]}") from None
+
+
+def load_experiment(path: Path, _seen: tuple = ()) -> DictConfig:
+    """An experiment override file, merged on top of the file its `base:` key names (a path relative
+    to it; bases may chain). The `base` key itself is not part of the config."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise InputError(path, "experiment files name each other as base (a cycle)")
+    node = OmegaConf.load(path)
+    base = node.pop("base", None) if isinstance(node, DictConfig) else None
+    if base is None:
+        return node
+    base_path = path.parent / str(base)
+    if not base_path.is_file():
+        raise InputError(path, f"base experiment {base} not found")
+    return OmegaConf.merge(load_experiment(base_path, _seen + (path.resolve(),)), node)

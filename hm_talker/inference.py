@@ -1,7 +1,9 @@
 """`hm-talker infer --ckpt CKPT --audio SPEECH --out VIDEO.mp4`: drive a trained head with any speech.
 
-One frame per 40 ms of audio, the last partial one included (3.3 s -> 83 frames). Head poses, eye and
-brow AUs and the background come from the training clip, replayed forwards then backwards
+One frame per 40 ms of audio, the last partial one included (3.3 s -> 83 frames). The lower face
+follows the audio only (CMMM's predicted AUs and the implicit audio feature; the driving speech's
+features are normalised by its own statistics). Head poses, eye and brow AUs (hmmm.upper_au_source
+= frames) and the background come from the training clip, replayed forwards then backwards
 (ping-pong) so the loop has no jump at the seam. The sound is muxed in; the file appears only
 when complete.
 """
@@ -19,13 +21,13 @@ from hm_talker.video_writer import VideoWriter
 
 
 def load_module(ckpt_path, data_root=None):
-    """Checkpoint -> (TalkingHeadModule in eval mode, identity dir, manifest). Safe loading only."""
+    """Checkpoint -> (HMMMModule in eval mode, identity dir, manifest). Safe loading only."""
     import torch
     from omegaconf import OmegaConf
 
     from datamodules.talking_head import load_manifest
     from hm_talker.training.config import FitConfig
-    from hm_talker.training.module import TalkingHeadModule
+    from hm_talker.training.hmmm_module import HMMMModule
 
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
@@ -46,7 +48,7 @@ def load_module(ckpt_path, data_root=None):
                                     f"identity {root} has {manifest['features']['audio']['kind']} {list(have)}")
     with np.load(root / "features.npz", allow_pickle=False) as f:
         mean_shape = f["mean_shape"]
-    module = TalkingHeadModule(OmegaConf.to_object(cfg), mean_shape, config_dict=ckpt["config"])
+    module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=ckpt["config"])
     try:
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
@@ -124,6 +126,10 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
     n = max(1, math.ceil(len(audio) / per_frame))  # a partial last frame still gets its frame
     expected = (module.cfg.model.audio.rows_per_frame, module.cfg.model.audio.feature_dim)
     feats = driving_features(audio, n, manifest, audio_model, expected, ckpt)
+    if module.cfg.cmmm.speaker_norm:  # the driving speaker's own band statistics (as in training)
+        from datamodules.feature_windows import band_stats
+
+        module.cmmm.set_audio_stats(*band_stats(feats))
     windows = Windows(feats, np.zeros((n, 17), np.float32), np.zeros(n, np.int64), module.cfg.data.window)
     frames = IdentityFrames(root, manifest)
     size = manifest["size"]

@@ -84,3 +84,48 @@ class AudioEncoderConfig:
     use_attention: bool = True  # temporal attention over W; False -> take the centre frame
     attention_channels: list[int] = field(default_factory=lambda: [16, 8, 4, 2, 1])  # att conv widths (last must be 1)
     attention_kernel: int = 3  # Conv1d kernel along the window axis (odd, same padding)
+
+
+@dataclass
+class AUPredictorConfig:
+    """CMMM's networks: audio window -> implicit feature (the AudioEncoder above) -> 17 AUs, and
+    measured AUs -> explicit feature; plus the two embeddings of the audio/visual alignment loss."""
+
+    hidden_dim: int = 128  # hidden width of the AU head and of the AU encoder
+    au_head_layers: int = 2  # linear layers of the AU head (implicit feature -> 17 AUs)
+    explicit_dim: int = 64  # E: explicit feature dim (AU encoder output; must equal the condition dim)
+    au_encoder_layers: int = 2  # linear layers of the AU encoder (AUs -> explicit feature)
+    embed_dim: int = 32  # dim of the alignment embeddings (audio window vs AU window)
+    dropout: float = 0.1  # dropout in the AU head (the audio -> AU map over-fits one speaker easily)
+
+
+@dataclass
+class FusionConfig:
+    """HMMM's gated attention: implicit [B, C] + explicit [B, C] -> condition per Gaussian [B, N, C]."""
+
+    gate: str = "gated"  # gated (learned gates mix the two features) or concat (a linear map of [implicit, explicit])
+    gate_on: str = "gaussian"  # gates per Gaussian from its spatial feature (gaussian) or per frame from the features (token)
+    gate_hidden_dim: int = 32  # hidden width of the gate MLP
+    gate_init_bias: float = 0.0  # initial gate logit (0 -> gates start at 0.5)
+
+
+@dataclass
+class GaussianConfig:
+    num_face: int = 2000  # face Gaussians at initialisation (sampled around the mean landmark shape)
+    num_mouth: int = 300  # inside-mouth Gaussians at initialisation (behind the inner lips)
+    sh_degree: int = 0  # spherical-harmonics degree of the colours (0 = view-independent)
+    init_jitter: float = 0.03  # std of the isotropic jitter around landmarks (head units; eye distance = 1)
+    init_scale: float = 0.0  # initial isotropic scale (head units); 0 = RMS distance to 3 nearest neighbours
+    init_opacity: float = 0.5  # initial opacity of every Gaussian
+    mouth_depth: float = 0.15  # how far behind (+z) the inner-lip landmarks the mouth Gaussians start
+    mouth_spread: float = 0.12  # std of the mouth Gaussians around the inner-lip centre (head units)
+    init_colors_from_frame: bool = True  # colour the face Gaussians from the first training frame
+
+
+@dataclass
+class HMMMConfig(FusionConfig):
+    """HMMM (Hybrid Motion Modeling Module): which features drive the lower face, and how they fuse."""
+
+    mode: str = "hybrid"  # hybrid (implicit + explicit), implicit (audio only: the baseline) or explicit (AUs only)
+    explicit_aus: str = "all"  # AUs that feed the explicit feature: all 17 or the lower-face ones
+    upper_au_source: str = "frames"  # eye/brow AUs of the face branch: frames (measured on the rendered frame) or predicted

@@ -6,7 +6,9 @@ ER-NeRF-style encoder):
 1. the canonical Gaussian centres are encoded by a tri-plane hash grid -> spatial feature;
 2. region attention: a small MLP maps the spatial feature to a per-Gaussian, per-channel gate
    in (0, 1) that multiplies the condition, so each Gaussian listens only to the part of the
-   condition that moves its region (lips vs. cheeks vs. brows);
+   condition that moves its region (lips vs. cheeks vs. brows). With an explicit (AU) feature the
+   gate is HMMM's gated attention (`hm_talker.model.fusion.HybridFusion`), which also mixes the
+   implicit and the explicit feature per Gaussian;
 3. an MLP on [spatial feature, gated condition(, gated AUs)] predicts the offsets.
 
 The output heads are zero-initialised, so at initialisation the deformation is exactly the
@@ -28,9 +30,11 @@ from torch import Tensor, nn
 from hm_talker.model.config import (
     DeformationConfig,
     FaceDeformationConfig,
+    FusionConfig,
     HashGridConfig,
     MouthDeformationConfig,
 )
+from hm_talker.model.fusion import HybridFusion
 from hm_talker.model.hash_grid import TriPlaneHashEncoding
 
 XYZ_DIM = 3  # xyz offset channels
@@ -45,8 +49,9 @@ class DeformationOutput:
     d_xyz: Tensor  # [B, N, 3] added to the canonical centres
     d_rot: Tensor | None  # [B, N, 4] added to the canonical quaternion before normalising (face only)
     d_scale: Tensor | None  # [B, N, 3] added to the canonical log-scales (face only)
-    condition_gate: Tensor  # [N, C] per-Gaussian attention on the motion / audio condition
+    condition_gate: Tensor  # [N, C] per-Gaussian (region) attention on the motion / audio condition
     au_gate: Tensor | None  # [N, Au] per-Gaussian attention on the upper-face AUs (face only)
+    fusion_gates: dict | None = None  # HMMM gates mixing implicit / explicit features (see fusion.py)
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> nn.Sequential:
@@ -114,13 +119,34 @@ class _GatedField(nn.Module):
         condition_dim: int,
         gate_hidden_dim: int,
         gate_num_layers: int,
+        fusion: FusionConfig | None = None,
     ) -> None:
         super().__init__()
         self.encoding = TriPlaneHashEncoding(grid_cfg, aabb_min, aabb_max)
         self.aabb_margin = aabb_margin
         self.detach_points = detach_points
         self.condition_dim = condition_dim
-        self.condition_gate_net = _mlp(self.encoding.output_dim, gate_hidden_dim, condition_dim, gate_num_layers)
+        # HMMM: the fusion's region gate replaces the plain condition gate and mixes in an explicit
+        # feature; without it the field is implicit-only (one region gate on the condition)
+        self.fusion = HybridFusion(fusion, self.encoding.output_dim, condition_dim) if fusion else None
+        if self.fusion is None:
+            self.condition_gate_net = _mlp(self.encoding.output_dim, gate_hidden_dim, condition_dim, gate_num_layers)
+
+    def gated_condition(
+        self,
+        spatial: Tensor,  # [N, D]
+        condition: Tensor,  # [B, C] implicit (audio) feature
+        explicit: Tensor | None,  # [B, C] explicit (AU) feature, or None
+    ) -> tuple[Tensor, Tensor, dict | None]:  # [B, N, C], region gate [N, C], fusion gates
+        if explicit is not None:
+            self._check_condition(explicit, self.condition_dim, "explicit")
+        if self.fusion is None:
+            if explicit is not None:
+                raise ValueError("this field was built without fusion: it takes no explicit feature")
+            gate = torch.sigmoid(self.condition_gate_net(spatial))  # [N, C]
+            return gate.unsqueeze(0) * condition.unsqueeze(1), gate, None
+        cond, gates = self.fusion(spatial, condition, explicit)
+        return cond, gates["region"], gates
 
     def fit_aabb(
         self,
@@ -159,6 +185,7 @@ class FaceDeformation(_GatedField):
         aabb_min: list[float],  # [3]
         aabb_max: list[float],  # [3]
         aabb_margin: float,
+        fusion: FusionConfig | None = None,  # HMMM gated attention (None: implicit-only)
     ) -> None:
         super().__init__(
             grid_cfg=cfg.grid,
@@ -169,6 +196,7 @@ class FaceDeformation(_GatedField):
             condition_dim=cfg.condition_dim,
             gate_hidden_dim=cfg.gate_hidden_dim,
             gate_num_layers=cfg.gate_num_layers,
+            fusion=fusion,
         )
         self.cfg = cfg
         spatial_dim = self.encoding.output_dim
@@ -189,20 +217,20 @@ class FaceDeformation(_GatedField):
         self.head_scale = _zero_head(width, SCALE_DIM)
 
     @classmethod
-    def from_config(cls, cfg: DeformationConfig) -> "FaceDeformation":
-        return cls(cfg.face, list(cfg.aabb_min), list(cfg.aabb_max), cfg.aabb_margin)
+    def from_config(cls, cfg: DeformationConfig, fusion: FusionConfig | None = None) -> "FaceDeformation":
+        return cls(cfg.face, list(cfg.aabb_min), list(cfg.aabb_max), cfg.aabb_margin, fusion)
 
     def forward(
         self,
         points: Tensor,  # [N, 3] canonical face Gaussian centres
-        condition: Tensor,  # [B, C] motion condition
+        condition: Tensor,  # [B, C] motion condition (the implicit audio feature)
         upper_aus: Tensor | None = None,  # [B, Au] eye/brow AUs; required iff upper_au_dim > 0
+        explicit: Tensor | None = None,  # [B, C] explicit (AU) feature, fused by HMMM's gates
     ) -> DeformationOutput:
         self._check_condition(condition, self.condition_dim, "condition")
         spatial = self.encode(points)  # [N, D]
 
-        cond_gate = torch.sigmoid(self.condition_gate_net(spatial))  # [N, C]
-        gated_cond = cond_gate.unsqueeze(0) * condition.unsqueeze(1)  # [B, N, C]
+        gated_cond, cond_gate, fusion_gates = self.gated_condition(spatial, condition, explicit)  # [B, N, C]
         hidden = self.in_spatial(spatial).unsqueeze(0) + self.in_condition(gated_cond)  # [B, N, W]
 
         au_gate = None
@@ -223,6 +251,7 @@ class FaceDeformation(_GatedField):
             d_scale=self.head_scale(hidden) * self.cfg.scale_offset_scale,
             condition_gate=cond_gate,
             au_gate=au_gate,
+            fusion_gates=fusion_gates,
         )
 
     def heads(self) -> list[nn.Linear]:
@@ -246,6 +275,7 @@ class MouthDeformation(_GatedField):
         aabb_min: list[float],  # [3]
         aabb_max: list[float],  # [3]
         aabb_margin: float,
+        fusion: FusionConfig | None = None,  # HMMM gated attention (None: audio only)
     ) -> None:
         super().__init__(
             grid_cfg=cfg.grid,
@@ -256,6 +286,7 @@ class MouthDeformation(_GatedField):
             condition_dim=cfg.audio_dim,
             gate_hidden_dim=cfg.gate_hidden_dim,
             gate_num_layers=cfg.gate_num_layers,
+            fusion=fusion,
         )
         if not 0 <= cfg.vertical_axis < XYZ_DIM:
             raise ValueError("vertical_axis must be 0, 1 or 2")
@@ -273,23 +304,24 @@ class MouthDeformation(_GatedField):
         self.register_buffer("_to_xyz", torch.tensor(inverse, dtype=torch.long), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg: DeformationConfig) -> "MouthDeformation":
-        return cls(cfg.mouth, list(cfg.aabb_min), list(cfg.aabb_max), cfg.aabb_margin)
+    def from_config(cls, cfg: DeformationConfig, fusion: FusionConfig | None = None) -> "MouthDeformation":
+        return cls(cfg.mouth, list(cfg.aabb_min), list(cfg.aabb_max), cfg.aabb_margin, fusion)
 
     def forward(
         self,
         points: Tensor,  # [N, 3] canonical inside-mouth Gaussian centres
-        audio: Tensor,  # [B, C_a] audio condition
+        audio: Tensor,  # [B, C_a] audio condition (the implicit feature)
+        explicit: Tensor | None = None,  # [B, C_a] explicit (AU) feature, fused by HMMM's gates
     ) -> DeformationOutput:
         self._check_condition(audio, self.condition_dim, "audio")
         spatial = self.encode(points)  # [N, D]
-        gate = torch.sigmoid(self.condition_gate_net(spatial))  # [N, C_a]
-        gated = gate.unsqueeze(0) * audio.unsqueeze(1)  # [B, N, C_a]
+        gated, gate, fusion_gates = self.gated_condition(spatial, audio, explicit)  # [B, N, C_a]
         hidden = self.trunk(self.in_spatial(spatial).unsqueeze(0) + self.in_audio(gated))  # [B, N, W]
         vertical = self.head_vertical(hidden) * self.cfg.vertical_offset_scale  # [B, N, 1]
         lateral = self.head_lateral(hidden) * self.cfg.lateral_offset_scale  # [B, N, 2]
         d_xyz = torch.cat([vertical, lateral], dim=-1).index_select(-1, self._to_xyz)  # [B, N, 3]
-        return DeformationOutput(d_xyz=d_xyz, d_rot=None, d_scale=None, condition_gate=gate, au_gate=None)
+        return DeformationOutput(d_xyz=d_xyz, d_rot=None, d_scale=None, condition_gate=gate, au_gate=None,
+                                 fusion_gates=fusion_gates)
 
     def heads(self) -> list[nn.Linear]:
         return [self.head_vertical, self.head_lateral]

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hm_talker.constants import UPPER_FACE_AUS
-from hm_talker.model.config import AudioEncoderConfig, DeformationConfig
+from hm_talker.model.config import AudioEncoderConfig, DeformationConfig, GaussianConfig, HMMMConfig
+from hm_talker.training.cmmm_config import CMMMConfig
+from hm_talker.training.sfp import SFPConfig
 
 
 @dataclass
@@ -29,19 +31,6 @@ class DataConfig:
     num_workers: int = 0  # data-loader worker processes (0: read in the training process)
     window: int = 8  # W: video frames in the audio / AU window (must equal model.audio.window)
     shuffle_buffer: int = 64  # sample shuffle buffer (seeded by seed, epoch and reader: reproducible)
-
-
-@dataclass
-class GaussianConfig:
-    num_face: int = 2000  # face Gaussians at initialisation (sampled around the mean landmark shape)
-    num_mouth: int = 300  # inside-mouth Gaussians at initialisation (behind the inner lips)
-    sh_degree: int = 0  # spherical-harmonics degree of the colours (0 = view-independent)
-    init_jitter: float = 0.03  # std of the isotropic jitter around landmarks (head units; eye distance = 1)
-    init_scale: float = 0.0  # initial isotropic scale (head units); 0 = RMS distance to 3 nearest neighbours
-    init_opacity: float = 0.5  # initial opacity of every Gaussian
-    mouth_depth: float = 0.15  # how far behind (+z) the inner-lip landmarks the mouth Gaussians start
-    mouth_spread: float = 0.12  # std of the mouth Gaussians around the inner-lip centre (head units)
-    init_colors_from_frame: bool = True  # colour the face Gaussians from the first training frame
 
 
 @dataclass
@@ -149,6 +138,9 @@ class FitConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     strategy: DensifyConfig = field(default_factory=DensifyConfig)  # densification (one strategy per branch)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    hmmm: HMMMConfig = field(default_factory=HMMMConfig)  # hybrid motion: fusion of implicit + explicit features
+    sfp: SFPConfig = field(default_factory=SFPConfig)  # stochastic feature pairing: explicit source per step
+    cmmm: CMMMConfig = field(default_factory=CMMMConfig)  # audio -> AUs: stage-1 checkpoint, freezing, losses
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0  # seeds torch / numpy / python RNGs and the data order

@@ -1,6 +1,6 @@
 """`hm-talker fit [CONFIG] [key=value ...] [--resume]`: train one identity's talking head.
 
-CONFIG is an override file on top of `FitConfig` (default: experiments/default.yaml);
+CONFIG is an override file on top of `FitConfig` (default: experiments/hm_talker.yaml, the full model);
 key=value arguments override the file. The run lives in RUN_DIR = run.dir/run.name:
 checkpoints/last.ckpt (written atomically), W&B files (offline unless WANDB_MODE says
 otherwise) and summary.json.
@@ -15,12 +15,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hm_talker.config_utils import merge_overrides
+from hm_talker.config_utils import load_experiment, merge_overrides
 from hm_talker.errors import InputError
 from hm_talker.training.config import FitConfig
 
 log = logging.getLogger("hm_talker")
-DEFAULT_CONFIG = Path("experiments") / "default.yaml"  # relative to the repository root
+DEFAULT_CONFIG = Path("experiments") / "hm_talker.yaml"  # relative to the repository root
 LAST = "last.ckpt"
 
 
@@ -37,7 +37,7 @@ def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
     if not path.is_file():
         raise InputError(path, "config file not found")
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        cfg = OmegaConf.merge(cfg, load_experiment(path))
     except OmegaConfBaseException as exc:
         raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
     cfg = merge_overrides(cfg, list(overrides))
@@ -88,6 +88,27 @@ def wandb_mode(configured: str) -> str:
 
 def run_name(cfg: DictConfig) -> str:
     return cfg.run.name or f"{Path(cfg.data.root).name}-seed{cfg.seed}"
+
+
+def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
+    """CMMM of a new fit: cmmm.ckpt when given, else stage 1 on this identity (kept in RUN_DIR/cmmm/);
+    then the identity's own audio statistics for the speaker normalisation."""
+    import numpy as np
+
+    from datamodules.feature_windows import band_stats
+    from hm_talker.training.fit_cmmm import load_cmmm_weights, stage1_config, train_cmmm
+
+    cfg = module.cfg
+    ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else run_dir / "cmmm" / LAST
+    if not cfg.cmmm.ckpt and cfg.cmmm.pretrain_steps > 0 and not ckpt.is_file():
+        log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
+        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt)
+        log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    if ckpt.is_file():
+        load_cmmm_weights(module.cmmm, ckpt, cfg.model.audio)
+    if cfg.cmmm.speaker_norm:
+        with np.load(root / "features.npz", allow_pickle=False) as f:
+            module.cmmm.set_audio_stats(*band_stats(f["audio"]))
 
 
 def _make_checkpoint_callback(dirpath: Path, every: int):
@@ -185,7 +206,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     import torch
     from lightning.pytorch.loggers import WandbLogger
 
-    from hm_talker.training.module import TalkingHeadModule
+    from hm_talker.training.hmmm_module import HMMMModule
     from hm_talker.training.val_video import ValidationVideo
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -193,8 +214,9 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     OmegaConf.save(cfg, run_dir / "config.yaml")
     with np.load(root / "features.npz", allow_pickle=False) as f:
         mean_shape = f["mean_shape"]
-    module = TalkingHeadModule(OmegaConf.to_object(cfg), mean_shape,
-                               config_dict=OmegaConf.to_container(cfg, resolve=True))
+    module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
+    if not resume:  # a resumed run restores CMMM from its own checkpoint
+        prepare_cmmm(module, root, run_dir)
     class _DataModule(TalkingHeadDataModule):
         def train_dataloader(self):
             return ResumableLoader(super().train_dataloader(), lambda: self.trainer)

@@ -1,0 +1,90 @@
+"""FeatureWindowDataModule: CMMM's training data, the per-frame audio features and AUs of one or
+several identities (their features.npz, no images), with time-shifted audio windows as negatives.
+
+Each sample of frame t: the audio-feature window around t [W, k, D], the AUs of t [17], the AU
+window around t [W, 17], and the audio windows around t + s for every shift s in `shifts`
+[S, W, k, D] (the alignment loss's negatives; windows are cut at clip edges). Every identity's audio
+features are normalised per band by that identity's own statistics (speaker normalisation: mel
+carries the speaker, see DESIGN.md section 9), the same rule inference applies to driving speech.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from datamodules.stages import Windows
+from datamodules.talking_head import load_manifest
+
+
+def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D] -> mean [D], std [D]
+    """Per-band mean and standard deviation of audio features over all frames and rows."""
+    flat = audio.reshape(-1, audio.shape[-1]).astype(np.float64)
+    return flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32)
+
+
+class _Identity:
+    def __init__(self, root: Path, window: int, normalise: bool):
+        self.manifest = load_manifest(root)
+        with np.load(root / "features.npz", allow_pickle=False) as f:
+            audio, self.aus, clip_ids = f["audio"].astype(np.float32), f["aus"].astype(np.float32), f["clip_ids"]
+        if normalise:
+            mean, std = band_stats(audio)
+            audio = (audio - mean) / std
+        self.audio = audio
+        self.windows = Windows(audio, self.aus, clip_ids, window)
+        self.num_train = int(self.manifest["splits"]["train"])
+
+
+class FeatureWindows(torch.utils.data.Dataset):
+    """(identity, frame) pairs of one split; see the module docstring for a sample's fields."""
+
+    def __init__(self, idents: list[_Identity], split: str, shifts: list[int]):
+        self.idents, self.shifts = idents, list(shifts)
+        self.items = [(i, t) for i, d in enumerate(idents)
+                      for t in (range(d.num_train) if split == "train" else range(d.num_train, len(d.aus)))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, j: int) -> dict:
+        i, t = self.items[j]
+        d = self.idents[i]
+        idx = d.windows.indices(t)
+        n = len(d.aus)
+        shifted = np.stack([d.audio[d.windows.indices(int(np.clip(t + s, d.windows.lo[t], d.windows.hi[t])))]
+                            for s in self.shifts]) if self.shifts else np.zeros((0,) + d.audio[idx].shape, np.float32)
+        return {"audio_window": torch.from_numpy(d.audio[idx]),  # [W, k, D]
+                "aus": torch.from_numpy(d.aus[t]),  # [17]
+                "aus_window": torch.from_numpy(d.aus[idx]),  # [W, 17]
+                "shifted_audio": torch.from_numpy(shifted),  # [S, W, k, D]
+                "identity": i, "frame": t, "num_frames": n}
+
+
+class FeatureWindowDataModule(L.LightningDataModule):
+    """Train: the train frames of every identity, shuffled (seeded); val: their held-out tails."""
+
+    def __init__(self, roots: list[str], batch_size: int = 64, window: int = 8, shifts: list[int] = (),
+                 normalise: bool = True, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.roots = [Path(r) for r in roots]
+        self.batch_size, self.window, self.shifts = batch_size, window, list(shifts)
+        self.normalise, self.seed, self.num_workers = normalise, seed, num_workers
+
+    def setup(self, stage: str | None = None):
+        if not hasattr(self, "idents"):
+            self.idents = [_Identity(r, self.window, self.normalise) for r in self.roots]
+
+    def _loader(self, split: str, shuffle: bool):
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.utils.data.DataLoader(FeatureWindows(self.idents, split, self.shifts), self.batch_size,
+                                           shuffle=shuffle, generator=gen, num_workers=self.num_workers,
+                                           drop_last=shuffle)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)

@@ -1,0 +1,91 @@
+"""CMMM's networks (Cross-Modal Mapping Module): audio -> implicit feature and predicted AUs; AUs ->
+explicit feature; audio / AU windows -> alignment embeddings.
+
+- implicit feature: the `AudioEncoder` over the audio-feature window around a frame ([B, W, k, D] -> [B, C]);
+- AU head: implicit feature -> the 17 OpenFace AU intensities in [0, 5] (a sigmoid times AU_MAX);
+- AU encoder: 17 AUs (or the lower-face subset, zeros elsewhere) -> explicit feature [B, E];
+- alignment: the per-frame audio features of the window and the window of measured AUs are each
+  pooled to a unit embedding; their dot product scores how well the sound matches the motion.
+
+Networks only: the losses and the training loop live in hm_talker/training/cmmm_module.py.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hm_talker.constants import AU_MAX, AU_NAMES, LOWER_AU_IDX
+from hm_talker.model.audio_encoder import AudioEncoder
+from hm_talker.model.config import AUPredictorConfig, AudioEncoderConfig
+
+NUM_AUS = len(AU_NAMES)
+
+
+def _mlp(d_in: int, hidden: int, d_out: int, layers: int, dropout: float = 0.0) -> nn.Sequential:
+    dims = [d_in] + [hidden] * (layers - 1) + [d_out]
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        if i > 0:
+            mods += [nn.LeakyReLU(0.02)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+        mods.append(nn.Linear(a, b))
+    return nn.Sequential(*mods)
+
+
+def au_subset_mask(subset: str) -> Tensor:  # [17] 1 where the AU feeds the explicit feature
+    """`all` -> every AU; `lower` -> the lower-face AUs (AU10 12 14 15 17 20 23 25 26) only."""
+    if subset == "all":
+        return torch.ones(NUM_AUS)
+    if subset == "lower":
+        mask = torch.zeros(NUM_AUS)
+        mask[LOWER_AU_IDX] = 1.0
+        return mask
+    raise ValueError(f"explicit AU subset must be all or lower, not {subset!r}")
+
+
+class AUPredictor(nn.Module):
+    """Audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17]; AUs -> explicit [B, E]."""
+
+    def __init__(self, audio_cfg: AudioEncoderConfig, cfg: AUPredictorConfig, au_subset: str = "all") -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.audio = AudioEncoder(audio_cfg)
+        c = audio_cfg.condition_dim
+        self.au_head = _mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, cfg.dropout)
+        self.au_encoder = _mlp(NUM_AUS, cfg.hidden_dim, cfg.explicit_dim, cfg.au_encoder_layers)
+        self.register_buffer("au_mask", au_subset_mask(au_subset), persistent=False)
+        # alignment embeddings: audio frames [B, W, C] and AU windows [B, W, 17], each conv + pool
+        w = audio_cfg.window
+        self.sync_audio = nn.Sequential(nn.Conv1d(c, cfg.hidden_dim, 3, padding=1), nn.LeakyReLU(0.02),
+                                        nn.Flatten(), nn.Linear(cfg.hidden_dim * w, cfg.embed_dim))
+        self.sync_visual = nn.Sequential(nn.Conv1d(NUM_AUS, cfg.hidden_dim, 3, padding=1), nn.LeakyReLU(0.02),
+                                         nn.Flatten(), nn.Linear(cfg.hidden_dim * w, cfg.embed_dim))
+        # per-band normalisation of the audio features (identity statistics; see set_audio_stats)
+        self.register_buffer("audio_mean", torch.zeros(audio_cfg.feature_dim))
+        self.register_buffer("audio_std", torch.ones(audio_cfg.feature_dim))
+
+    def set_audio_stats(self, mean: Tensor, std: Tensor) -> None:  # [D], [D]
+        """Normalise audio features per band with these statistics (a speaker / recording's own)."""
+        self.audio_mean.copy_(torch.as_tensor(mean, dtype=self.audio_mean.dtype))
+        self.audio_std.copy_(torch.as_tensor(std, dtype=self.audio_std.dtype).clamp_min(1e-3))
+
+    def normalise(self, audio_window: Tensor) -> Tensor:  # [B, W, k, D] -> same
+        return (audio_window - self.audio_mean) / self.audio_std
+
+    def forward(self, audio_window: Tensor) -> dict[str, Tensor]:
+        """{'implicit': [B, C], 'aus': [B, 17] in [0, 5], 'frames': [B, W, C] per-frame audio features}."""
+        frames = self.audio.encode_frames(self.normalise(audio_window))  # [B, W, C]
+        weights = self.audio.attention(frames)  # [B, W]
+        implicit = torch.einsum("bw,bwc->bc", weights, frames)
+        aus = torch.sigmoid(self.au_head(implicit)) * AU_MAX
+        return {"implicit": implicit, "aus": aus, "frames": frames}
+
+    def explicit(self, aus: Tensor) -> Tensor:  # [B, 17] intensities -> [B, E]
+        """Explicit feature of AU intensities (the AUs outside the configured subset are zeroed)."""
+        return self.au_encoder(aus / AU_MAX * self.au_mask)
+
+    def audio_embedding(self, frames: Tensor) -> Tensor:  # [B, W, C] -> [B, e] unit vectors
+        return F.normalize(self.sync_audio(frames.transpose(1, 2)), dim=-1)
+
+    def visual_embedding(self, aus_window: Tensor) -> Tensor:  # [B, W, 17] -> [B, e] unit vectors
+        return F.normalize(self.sync_visual((aus_window / AU_MAX).transpose(1, 2)), dim=-1)

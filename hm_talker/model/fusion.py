@@ -1,0 +1,58 @@
+"""HMMM's gated attention: fuse the implicit (audio) and explicit (AU) features into one condition.
+
+For every Gaussian n and frame b the deformation field reads a condition vector
+``cond[b, n] = g_imp[., n] * implicit[b] + g_exp[., n] * explicit[b]`` with gates in (0, 1):
+
+- ``gate_on="gaussian"``: the gates come from the Gaussian's spatial (tri-plane) feature, [N, C] each,
+  so every region decides how much it listens to the sound and to the AUs (TalkingGaussian's region
+  attention, extended to two sources); lips can follow the explicit AUs while cheeks follow prosody;
+- ``gate_on="token"``: the gates come from the two features of the frame, [B, C] each (then a spatial
+  region gate [N, C] still selects which Gaussians move at all);
+- ``gate="concat"``: no mixing gates, ``cond = region_gate[n] * Linear([implicit, explicit])`` (the ablation).
+
+Implicit-only (today's baseline) passes ``explicit=None``: ``cond = region_gate[n] * implicit``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hm_talker.model.config import FusionConfig
+
+
+class HybridFusion(nn.Module):
+    """spatial [N, D], implicit [B, C], explicit [B, C] or None -> condition [B, N, C] and the gates."""
+
+    def __init__(self, cfg: FusionConfig, spatial_dim: int, dim: int) -> None:
+        super().__init__()
+        if cfg.gate not in ("gated", "concat"):
+            raise ValueError(f"hmmm gate must be gated or concat, not {cfg.gate!r}")
+        if cfg.gate_on not in ("gaussian", "token"):
+            raise ValueError(f"hmmm gate_on must be gaussian or token, not {cfg.gate_on!r}")
+        self.cfg, self.dim = cfg, dim
+        h = cfg.gate_hidden_dim
+        self.region = nn.Sequential(nn.Linear(spatial_dim, h), nn.ReLU(), nn.Linear(h, dim))  # [N, C]
+        if cfg.gate == "concat":
+            self.mix = nn.Linear(2 * dim, dim)
+        else:
+            src = spatial_dim if cfg.gate_on == "gaussian" else 2 * dim
+            self.gates = nn.Sequential(nn.Linear(src, h), nn.ReLU(), nn.Linear(h, 2 * dim))
+            nn.init.constant_(self.gates[-1].bias, cfg.gate_init_bias)
+
+    def forward(self, spatial: Tensor, implicit: Tensor, explicit: Tensor | None) -> tuple[Tensor, dict]:
+        region = torch.sigmoid(self.region(spatial))  # [N, C]
+        if explicit is None:
+            return region.unsqueeze(0) * implicit.unsqueeze(1), {"region": region}
+        if self.cfg.gate == "concat":
+            mixed = self.mix(torch.cat([implicit, explicit], -1))  # [B, C]
+            return region.unsqueeze(0) * mixed.unsqueeze(1), {"region": region}
+        if self.cfg.gate_on == "gaussian":
+            g = torch.sigmoid(self.gates(spatial))  # [N, 2C]
+            g_imp, g_exp = g[None, :, : self.dim], g[None, :, self.dim:]  # [1, N, C] each
+            cond = g_imp * implicit.unsqueeze(1) + g_exp * explicit.unsqueeze(1)
+        else:
+            g = torch.sigmoid(self.gates(torch.cat([implicit, explicit], -1)))  # [B, 2C]
+            mixed = g[:, : self.dim] * implicit + g[:, self.dim:] * explicit  # [B, C]
+            cond = region.unsqueeze(0) * mixed.unsqueeze(1)
+            g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]
+        return cond, {"region": region, "implicit": g_imp, "explicit": g_exp}

@@ -1,0 +1,136 @@
+"""The person-specific Gaussian head: two branches of canonical Gaussians, their deformation, and the
+composite (TalkingGaussian-style). Networks and rendering only; the training loop is in
+hm_talker/training/hmmm_module.py.
+
+Two sets of canonical Gaussians live in the head frame (the mean landmark shape's frame, eye
+distance 1): the face and the inside of the mouth. Per frame a motion condition deforms both (the
+face branch also reads the upper-face AUs for eyes and brows), both are rendered with the frame's
+camera and composited: mouth, face over it, and the real frame outside the face mask behind both.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hm_talker.model.config import DeformationConfig, GaussianConfig, HMMMConfig
+from hm_talker.model.deformation import FaceDeformation, MouthDeformation, apply_deformation
+from hm_talker.render import GaussianModel, RenderConfig, rasterize, rgb_to_sh
+
+INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower, left, right corners)
+BRANCHES = ("face", "mouth")
+
+
+def knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:  # [N, 3] -> [N]
+    """RMS distance to the k nearest neighbours (3DGS's initial scale: neighbours just overlap)."""
+    n = points.shape[0]
+    if n <= 1:
+        return torch.full((n,), 0.05)
+    k = min(k, n - 1)
+    out = []
+    for i in range(0, n, chunk):
+        d2 = torch.cdist(points[i:i + chunk], points).pow(2)  # [c, N]
+        nearest = d2.topk(k + 1, largest=False).values[:, 1:]  # drop the point itself
+        out.append(nearest.mean(-1).sqrt())
+    return torch.cat(out).clamp(1e-4, 1.0)
+
+
+class GaussianBranch(GaussianModel):
+    """Canonical Gaussians of one branch (a `GaussianModel`; its densification strategy lives in training)."""
+
+    @classmethod
+    def create(cls, means: Tensor, sh_degree: int, scale: float, opacity: float, rgb: Tensor) -> "GaussianBranch":
+        n = means.shape[0]
+        scales = torch.full((n,), scale) if scale > 0 else knn_scale(means)  # [N]
+        return cls.from_points(means, rgb.expand(n, 3), sh_degree=sh_degree, opacity=opacity, scales=scales)
+
+    @property
+    def num(self) -> int:
+        return self.num_gaussians
+
+
+class GaussianHead(nn.Module):
+    """Face + mouth Gaussians, their deformation fields (fused with HMMM's gates) and the composite."""
+
+    def __init__(self, g: GaussianConfig, deformation: DeformationConfig, hmmm: HMMMConfig,
+                 mean_shape: np.ndarray, seed: int, render_cfg: RenderConfig) -> None:
+        super().__init__()
+        self.sh_degree, self.render_cfg = g.sh_degree, render_cfg
+        # Initial Gaussians from the mean landmark shape; a private generator so that the data
+        # order / global RNG do not depend on how many Gaussians were drawn.
+        gen = torch.Generator().manual_seed(seed)
+        shape = torch.as_tensor(np.asarray(mean_shape), dtype=torch.float32)  # [478, 3]
+        pick = torch.randint(0, shape.shape[0], (g.num_face,), generator=gen)
+        face_means = shape[pick] + g.init_jitter * torch.randn(g.num_face, 3, generator=gen)
+        lips = shape[INNER_LIP_IDX]  # [4, 3]
+        centre = lips.mean(0) + torch.tensor([0.0, 0.0, g.mouth_depth])
+        half_width = (lips[3, 0] - lips[2, 0]).abs() / 2
+        spread = torch.tensor([max(float(half_width), g.mouth_spread), g.mouth_spread, g.mouth_spread / 2])
+        mouth_means = centre + spread * torch.randn(g.num_mouth, 3, generator=gen) * 0.5
+        self.face = GaussianBranch.create(face_means, g.sh_degree, g.init_scale, g.init_opacity, torch.tensor([0.5] * 3))
+        self.mouth = GaussianBranch.create(mouth_means, g.sh_degree, g.init_scale, g.init_opacity,
+                                           torch.tensor([0.15] * 3))
+        self.register_buffer("colors_initialised", torch.tensor(0))  # 1 once the face colours came from a frame
+        fusion = None if hmmm.mode == "implicit" else hmmm  # HMMMConfig is a FusionConfig
+        self.face_deform = FaceDeformation.from_config(deformation, fusion)
+        self.mouth_deform = MouthDeformation.from_config(deformation, fusion)
+        self.face_deform.fit_aabb(face_means)
+        self.mouth_deform.fit_aabb(mouth_means)
+
+    def branches(self) -> dict[str, GaussianBranch]:
+        return {"face": self.face, "mouth": self.mouth}
+
+    def deform(self, implicit: Tensor, explicit: Tensor | None, upper_aus: Tensor, face_grad: bool = True) -> dict:
+        """Deformed Gaussians of both branches for every frame ([B, N, *]).
+
+        implicit [B, C] (audio), explicit [B, C] (AU feature) or None, upper_aus [B, Au] in [0, 1]."""
+        with torch.set_grad_enabled(face_grad and torch.is_grad_enabled()):
+            face_out = self.face_deform(self.face.means, implicit, upper_aus, explicit=explicit)
+        mouth_out = self.mouth_deform(self.mouth.means, implicit, explicit=explicit)
+        fm, fq, fs = apply_deformation(self.face.means, self.face.quats, self.face.log_scales, face_out)
+        mm, mq, ms = apply_deformation(self.mouth.means, self.mouth.quats, self.mouth.log_scales, mouth_out)
+        return {"face": (fm, fq, fs), "mouth": (mm, mq, ms), "face_out": face_out, "mouth_out": mouth_out}
+
+    def _render_branch(self, name: str, means: Tensor, quats: Tensor, log_scales: Tensor,
+                       viewmats: Tensor, Ks: Tensor, h: int, w: int):
+        """One branch, every frame: [B, N, *] Gaussians and [B] cameras -> rgb [B, 3, H, W], alpha [B, 1, H, W]."""
+        b: GaussianBranch = getattr(self, name)
+        rgbs, alphas, metas = [], [], []
+        for i in range(means.shape[0]):  # one camera per frame: each frame has its own deformed Gaussians
+            rgb, alpha, _, meta = rasterize(means[i], quats[i], log_scales[i].exp(), b.opacities, b.colors,
+                                            viewmats[i:i + 1], Ks[i:i + 1], w, h, sh_degree=self.sh_degree,
+                                            config=self.render_cfg)
+            rgbs.append(rgb[0].permute(2, 0, 1))
+            alphas.append(alpha[0].permute(2, 0, 1))
+            metas.append(meta)
+        return torch.stack(rgbs), torch.stack(alphas), metas
+
+    def render(self, batch: dict, deformed: dict, face_mask: Tensor) -> dict:
+        """Composite per frame: mouth, face over it, the real frame outside `face_mask` [B, 1, H, W] behind both."""
+        image = batch["image"]  # [B, 3, H, W]
+        H, W = image.shape[-2:]
+        background = image * (1.0 - face_mask)
+        views = batch["extrinsics"].float(), batch["intrinsics"].float()
+        mouth_rgb, mouth_a, mmeta = self._render_branch("mouth", *deformed["mouth"], *views, H, W)
+        face_rgb, face_a, fmeta = self._render_branch("face", *deformed["face"], *views, H, W)
+        inner = mouth_rgb + (1.0 - mouth_a) * background  # premultiplied colours
+        return {"rgb": face_rgb + (1.0 - face_a) * inner, "alpha": 1.0 - (1.0 - face_a) * (1.0 - mouth_a),
+                "metas": {"face": fmeta, "mouth": mmeta}, "face_mask": face_mask}
+
+    @torch.no_grad()
+    def init_colors(self, batch: dict) -> None:
+        """Colour each face Gaussian with the pixel it projects to in the batch's first frame."""
+        E, K, img = batch["extrinsics"][0].float(), batch["intrinsics"][0].float(), batch["image"][0]
+        cam = self.face.means @ E[:3, :3].T + E[:3, 3]  # [N, 3]
+        uv = cam @ K.T
+        uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-6)  # [N, 2] pixels
+        H, W = img.shape[-2:]
+        grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], -1)  # pixel-centre convention
+        rgb = F.grid_sample(img[None], grid[None, None], align_corners=False, padding_mode="border")[0, :, 0].T
+        self.face.sh0.copy_(rgb_to_sh(rgb.clamp(0.02, 0.98)).unsqueeze(1))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank saw a different first batch: take rank 0's colours, or the replicas diverge
+            # (DDP only averages gradients, it never re-syncs parameters)
+            torch.distributed.broadcast(self.face.sh0.data, src=0)
+        self.colors_initialised.fill_(1)

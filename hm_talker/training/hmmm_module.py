@@ -1,0 +1,231 @@
+"""HMMMModule: HM-Talker's person-specific model in training, the Hybrid Motion Modeling Module.
+
+The Gaussian head (hm_talker/model/head.py) is driven by a hybrid motion condition: the implicit
+audio feature and an explicit AU feature, fused by HMMM's gated attention (model/fusion.py). Both
+features come from CMMM (model/au_predictor.py): its audio encoder gives the implicit feature, its
+AU encoder turns AUs into the explicit one. Stochastic Feature Pairing (training/sfp.py) decides per
+step which AUs are encoded: the ones measured on the training frame (identity-specific objective)
+or the ones CMMM predicts from the audio (identity-agnostic, audio-only objective), so the lower
+face is optimised alternately for both. Validation, evaluation and inference always use the
+predicted AUs: only audio drives the lower face of a rendered frame.
+
+Optimisation is manual: one Adam step per training step (so global_step counts steps truly) because
+densification changes the number of Gaussians (training/densify.py patches the optimiser in place).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from hm_talker.constants import AU_MAX, AU_NAMES
+from hm_talker.model.au_predictor import AUPredictor
+from hm_talker.model.head import BRANCHES, GaussianHead
+from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig
+from hm_talker.training import rng_state
+from hm_talker.training.cmmm_module import au_regression
+from hm_talker.training.config import FitConfig
+from hm_talker.training.densify import densify_branches, strategy_config
+from hm_talker.training.losses import dilate, masked_psnr, render_losses
+from hm_talker.training.sfp import MEASURED, PREDICTED, SFPSchedule
+
+GAUSSIAN_PARAMS = GaussianModel.BASE_PARAMS  # means, quats, log_scales, opacity_logits, sh0, shN
+
+
+class HMMMModule(L.LightningModule):
+    def __init__(self, cfg: FitConfig, mean_shape: np.ndarray, config_dict: dict | None = None) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.cfg = cfg
+        # the checkpoint keeps the config as a plain dict (loads with torch.load(weights_only=True))
+        self.config_dict = config_dict or {}
+        cond_dim = cfg.model.audio.condition_dim
+        # every condition the deformation reads has the audio condition's width
+        cfg.model.deformation.face.condition_dim = cond_dim
+        cfg.model.deformation.mouth.audio_dim = cond_dim
+        cfg.model.deformation.face.upper_au_dim = len(cfg.model.upper_aus)
+        cfg.cmmm.net.explicit_dim = cond_dim
+        if cfg.hmmm.mode not in ("hybrid", "implicit", "explicit"):
+            raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {cfg.hmmm.mode!r}")
+        if cfg.hmmm.upper_au_source not in ("frames", "predicted"):
+            raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {cfg.hmmm.upper_au_source!r}")
+        self.upper_au_idx = [AU_NAMES.index(a) for a in cfg.model.upper_aus]
+        render_cfg = RenderConfig(backend=cfg.model.render_backend, tile_size=cfg.model.tile_size)
+        self.head = GaussianHead(cfg.model.gaussians, cfg.model.deformation, cfg.hmmm, mean_shape, cfg.seed, render_cfg)
+        self.cmmm = AUPredictor(cfg.model.audio, cfg.cmmm.net, cfg.hmmm.explicit_aus)
+        if cfg.cmmm.freeze:
+            self.cmmm.requires_grad_(False)
+        # one densification strategy per branch (head units: scene_scale 1); state saved in checkpoints
+        self.strategies = {name: DensifyStrategy(strategy_config(cfg.strategy, i), scene_scale=1.0)
+                           for i, name in enumerate(BRANCHES)}
+        self.sfp = SFPSchedule(replace(cfg.sfp, seed=cfg.sfp.seed + cfg.seed))  # source per step: (seed, step)
+        self._val_sums: list[Tensor] = []
+
+    @property
+    def face(self):
+        return self.head.face
+
+    @property
+    def mouth(self):
+        return self.head.mouth
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.cmmm.freeze:
+            self.cmmm.eval()  # a frozen CMMM keeps its dropout off
+        return self
+
+    # ------------------------------------------------------------------ checkpoint plumbing
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng"] = rng_state.capture()
+        checkpoint["config"] = self.config_dict
+        checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
+        checkpoint["densify"] = {name: s.state_dict() for name, s in self.strategies.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("rng")
+        for name, state in checkpoint.get("densify", {}).items():
+            self.strategies[name].load_state_dict(state)
+
+    def on_train_start(self) -> None:
+        # Restore RNG last: after Lightning's own setup (which may draw random numbers).
+        rng = getattr(self, "_pending_rng", None)
+        if rng is not None:
+            rng_state.restore(rng)
+            self._pending_rng = None
+
+    # ------------------------------------------------------------------ optimiser
+    def _param_groups(self) -> list[dict]:
+        o = self.cfg.optim
+        groups = []
+        lrs = {"means": o.lr_means, "quats": o.lr_quats, "log_scales": o.lr_scales,
+               "opacity_logits": o.lr_opacities, "sh0": o.lr_colors, "shN": o.lr_colors_rest}
+        for name in BRANCHES:
+            b = getattr(self, name)
+            for key in GAUSSIAN_PARAMS:
+                groups.append({"params": [getattr(b, key)], "lr": lrs[key], "name": f"{name}.{key}",
+                               "base_lr": lrs[key]})
+        for net_name, net in {"face_deform": self.head.face_deform, "mouth_deform": self.head.mouth_deform}.items():
+            grids = [p for n, p in net.named_parameters() if "encoding" in n]
+            rest = [p for n, p in net.named_parameters() if "encoding" not in n]
+            groups.append({"params": grids, "lr": o.lr_grids, "name": f"{net_name}.grids", "base_lr": o.lr_grids})
+            groups.append({"params": rest, "lr": o.lr_networks, "name": f"{net_name}.mlp", "base_lr": o.lr_networks})
+        if not self.cfg.cmmm.freeze:
+            groups.append({"params": list(self.cmmm.parameters()), "lr": self.cfg.cmmm.lr, "name": "cmmm",
+                           "base_lr": self.cfg.cmmm.lr})
+        return groups
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self._param_groups(), eps=self.cfg.optim.adam_eps)
+
+    def _set_lrs(self, opt: torch.optim.Optimizer, step: int) -> None:
+        """Exponential decays: centres base -> final (3DGS), networks base -> base * decay (per step)."""
+        o = self.cfg.optim
+        total = max(1, o.decay_steps or self.cfg.trainer.max_steps)
+        t = min(1.0, step / total)
+        for group in opt.param_groups:
+            name = group["name"]
+            if name.endswith(".means"):
+                group["lr"] = math.exp((1 - t) * math.log(o.lr_means) + t * math.log(o.lr_means_final))
+            elif "deform" in name or name == "cmmm":
+                group["lr"] = group["base_lr"] * o.network_decay_final ** t
+
+    # ------------------------------------------------------------------ forward
+    def conditions(self, batch: dict, source: str = PREDICTED) -> dict:
+        """CMMM on the audio window -> implicit feature, predicted AUs, and the explicit feature of
+        `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1]."""
+        out = self.cmmm(batch["audio_window"])
+        mode = self.cfg.hmmm.mode
+        implicit = out["implicit"] if mode != "explicit" else torch.zeros_like(out["implicit"])
+        explicit = None
+        if mode != "implicit":
+            aus = batch["aus"] if source == MEASURED else out["aus"]
+            explicit = self.cmmm.explicit(aus)
+        upper_src = batch["aus"] if self.cfg.hmmm.upper_au_source == "frames" else out["aus"]
+        return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
+                "pred_aus": out["aus"]}
+
+    def deform(self, batch: dict, source: str = PREDICTED, face_grad: bool = True) -> dict:
+        """Deformed Gaussians of both branches for every frame of the batch ([B, N, *]).
+
+        The default source is the audio-only path of inference: predicted AUs."""
+        c = self.conditions(batch, source)
+        deformed = self.head.deform(c["implicit"], c["explicit"], c["upper"], face_grad=face_grad)
+        deformed["conditions"] = c
+        return deformed
+
+    def face_region(self, batch: dict) -> Tensor:  # [B, 1, H, W]
+        return dilate(batch["masks"][:, :1].float(), self.cfg.loss.mask_dilate)
+
+    def render(self, batch: dict, deformed: dict) -> dict:
+        """Composite per frame (see GaussianHead.render); rgb [B, 3, H, W]."""
+        return self.head.render(batch, deformed, self.face_region(batch))
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int):
+        opt = self.optimizers()
+        torch_opt = opt.optimizer if hasattr(opt, "optimizer") else opt
+        step = self.global_step
+        if self.cfg.model.gaussians.init_colors_from_frame and int(self.head.colors_initialised) == 0:
+            self.head.init_colors(batch)
+        self._set_lrs(torch_opt, step)
+        source = self.last_source = self.sfp.source(step)  # SFP: the explicit source of this step
+        face_grad = step >= self.cfg.schedule.mouth_warmup_steps
+        deformed = self.deform(batch, source=source, face_grad=face_grad)
+        out = self.render(batch, deformed)
+        terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
+        if not self.cfg.cmmm.freeze and self.cfg.cmmm.au_loss > 0:
+            weights = torch.as_tensor(self.cfg.cmmm.loss.au_weights, dtype=batch["aus"].dtype, device=self.device)
+            terms["cmmm_au"] = au_regression(deformed["conditions"]["pred_aus"], batch["aus"], weights)
+            terms["total"] = terms["total"] + self.cfg.cmmm.au_loss * terms["cmmm_au"]
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(terms["total"])
+        if not self.cfg.schedule.train_mouth_colors:
+            self.mouth.sh0.grad = None
+            self.mouth.shN.grad = None
+        opt.step()
+        if self.cfg.strategy.enabled:
+            densify_branches(self.strategies, self.head.branches(), torch_opt, out["metas"], step + 1)
+
+        if step % max(1, self.cfg.trainer.log_every) == 0:
+            self._log_step(batch, out, deformed, terms, source)
+        return terms["total"].detach()
+
+    def _log_step(self, batch: dict, out: dict, deformed: dict, terms: dict, source: str) -> None:
+        with torch.no_grad():
+            psnr = masked_psnr(out["rgb"], batch["image"], out["face_mask"]).mean()
+        logs = {f"train/{k}": v.detach() for k, v in terms.items()}
+        logs["train/psnr"] = psnr
+        logs["train/objective_measured"] = float(source == MEASURED)  # SFP: which AUs this step paired with
+        logs["train/num_face"] = float(self.face.num)
+        logs["train/num_mouth"] = float(self.mouth.num)
+        for branch in ("face", "mouth"):
+            gates = deformed[f"{branch}_out"].fusion_gates or {}
+            for k in ("implicit", "explicit"):
+                if k in gates:
+                    logs[f"gates/{branch}_{k}"] = gates[k].detach().mean()
+        self.log_dict(logs, batch_size=batch["image"].shape[0], on_step=True, on_epoch=False)
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        deformed = self.deform(batch)  # predicted AUs: the lower face follows the audio only
+        out = self.render(batch, deformed)
+        psnr = masked_psnr(out["rgb"].clamp(0, 1), batch["image"], out["face_mask"])  # [B]
+        self._val_sums.append(torch.stack([psnr.sum(), psnr.new_tensor(float(psnr.numel()))]))
+        return {"rgb": out["rgb"].detach()}  # the rendered frames [B, 3, H, W], for callbacks
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_sums:
+            return
+        s = torch.stack(self._val_sums).sum(0)
+        # mean over val frames (sync_dist: every rank sees the same val frames)
+        self.log("psnr_val", s[0] / s[1], sync_dist=True)
+
+
+TalkingHeadModule = HMMMModule  # the name the rest of the project and older notes use

@@ -1,0 +1,118 @@
+"""HMMM: gated fusion of implicit and explicit features, gradients to both branches and to CMMM, and the
+SFP objective sequence of a real fit (resumed runs continue it)."""
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import SMALL
+from hm_talker.training.sfp import MEASURED, PREDICTED
+
+
+def _module(identity, *overrides):
+    from hm_talker.training.fit import load_config
+    from hm_talker.training.hmmm_module import HMMMModule
+
+    cfg = load_config(None, [f"data.root={identity}", *SMALL, *overrides])
+    cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = 4, 80
+    with np.load(identity / "features.npz") as f:
+        shape = f["mean_shape"]
+    return HMMMModule(OmegaConf.to_object(cfg), shape)
+
+
+def _batch(identity):
+    from datamodules import TalkingHeadDataModule
+
+    dm = TalkingHeadDataModule(str(identity), num_workers=0, val_batch_size=2)
+    dm.setup()
+    return next(iter(dm.val_dataloader()))
+
+
+def _loss(module, batch, source):
+    from hm_talker.training.losses import render_losses
+
+    deformed = module.deform(batch, source=source)
+    out = module.render(batch, deformed)
+    return render_losses(module.cfg.loss, batch, out, deformed, 0, 0)["l1"], deformed
+
+
+def _has_grad(net):
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@pytest.mark.parametrize("gate_on", ["gaussian", "token"])
+def test_gates_lie_in_unit_interval_and_both_branches_and_cmmm_learn(identity64, gate_on):
+    torch.manual_seed(0)
+    module = _module(identity64, f"hmmm.gate_on={gate_on}")
+    batch = _batch(identity64)
+    # move the zero-initialised heads off zero so gradients reach the fusion and CMMM
+    for head in module.head.face_deform.heads() + module.head.mouth_deform.heads():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    loss, deformed = _loss(module, batch, PREDICTED)
+    for branch in ("face_out", "mouth_out"):
+        gates = deformed[branch].fusion_gates
+        for key in ("region", "implicit", "explicit"):
+            g = gates[key]
+            assert g.min() >= 0 and g.max() <= 1 and 0 < g.mean() < 1, (branch, key)
+    loss.backward()
+    assert _has_grad(module.head.face_deform.fusion) and _has_grad(module.head.mouth_deform.fusion)
+    assert _has_grad(module.cmmm.au_head), "the rendering loss reaches CMMM through the predicted AUs"
+    assert _has_grad(module.cmmm.audio), "and through the implicit feature"
+
+    module.zero_grad()
+    loss, _ = _loss(module, batch, MEASURED)
+    loss.backward()
+    assert _has_grad(module.cmmm.au_encoder) and not _has_grad(module.cmmm.au_head), \
+        "measured AUs: the explicit feature bypasses CMMM's prediction"
+
+
+def test_frozen_cmmm_gets_no_gradient_and_implicit_mode_has_no_explicit_path(identity64):
+    module = _module(identity64, "cmmm.freeze=true")
+    assert not any(p.requires_grad for p in module.cmmm.parameters())
+    assert "cmmm" not in [g["name"] for g in module._param_groups()]
+    implicit = _module(identity64, "hmmm.mode=implicit")
+    assert implicit.head.face_deform.fusion is None
+    assert implicit.conditions(_batch(identity64))["explicit"] is None
+
+
+def test_the_explicit_feature_moves_the_lips(identity64):
+    """Other AUs, same audio: the deformation changes (the explicit path is wired to the Gaussians)."""
+    torch.manual_seed(0)
+    module = _module(identity64).eval()
+    for head in module.head.face_deform.heads():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    batch = _batch(identity64)
+    a = module.deform(batch, source=MEASURED)["face"][0]
+    batch["aus"] = batch["aus"] + 2.0
+    b = module.deform(batch, source=MEASURED)["face"][0]
+    assert (a - b).abs().max() > 1e-4
+
+
+class _Sources:
+    def __init__(self):
+        import lightning as L
+
+        class CB(L.Callback):
+            def __init__(cb):
+                cb.seen = {}
+
+            def on_train_batch_end(cb, trainer, pl_module, outputs, batch, batch_idx):
+                cb.seen[trainer.global_step - 1] = pl_module.last_source
+
+        self.cb = CB()
+
+
+def test_fit_follows_the_sfp_sequence_and_resume_continues_it(identity64, tmp_path):
+    from hm_talker.training.fit import fit
+    from hm_talker.training.sfp import SFPConfig, SFPSchedule
+
+    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "sfp.schedule=random", "sfp.p_measured=0.5",
+            "cmmm.pretrain_steps=5", "trainer.val_every=1000", *SMALL]
+    full, first, second = _Sources(), _Sources(), _Sources()
+    fit(None, [*args, "run.name=full", "trainer.max_steps=8"], False, callbacks=[full.cb])
+    fit(None, [*args, "run.name=split", "trainer.max_steps=4"], False, callbacks=[first.cb])
+    fit(None, [*args, "run.name=split", "trainer.max_steps=8"], True, callbacks=[second.cb])
+    expected = {t: SFPSchedule(SFPConfig(schedule="random", p_measured=0.5, seed=0)).source(t) for t in range(8)}
+    assert full.cb.seen == expected
+    assert {**first.cb.seen, **second.cb.seen} == expected and sorted(second.cb.seen) == [4, 5, 6, 7]
+    assert set(expected.values()) == {MEASURED, PREDICTED}
