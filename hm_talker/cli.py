@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hm_talker.training.fit import add_parser as _add_fit
 
     _add_fit(sub)
+    from hm_talker.training.fit_cmmm import add_parser as _add_fit_cmmm
+
+    _add_fit_cmmm(sub)
     from hm_talker.inference import add_parser as _add_infer
 
     _add_infer(sub)

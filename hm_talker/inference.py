@@ -20,8 +20,37 @@ from hm_talker.errors import InputError
 from hm_talker.video_writer import VideoWriter
 
 
-def load_module(ckpt_path, data_root=None):
-    """Checkpoint -> (HMMMModule in eval mode, identity dir, manifest). Safe loading only."""
+def resolve_device(device: str = "auto"):
+    """auto -> CUDA when present, else the CPU; cuda without a GPU is an InputError."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(None, f"--device must be auto, cpu or cuda, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available")
+    return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def match_training_render(module, trained: dict, device) -> dict:
+    """Render as in training: its backend where this device has it, else the PyTorch rasteriser with
+    the trained backend's alpha clamp (gsplat's 0.999, not 3DGS's 0.99). Returns what is used."""
+    from hm_talker.render.rasterizer import GSPLAT_ALPHA_MAX, gsplat_available
+
+    rc = module.head.render_cfg
+    trained_backend = trained.get("backend", "torch")
+    if trained_backend == "gsplat" and device.type == "cuda" and gsplat_available():
+        rc.backend = "gsplat"
+    else:
+        rc.backend = "torch"
+        rc.alpha_max = float(trained.get("alpha_max", GSPLAT_ALPHA_MAX if trained_backend == "gsplat" else rc.alpha_max))
+    alpha = GSPLAT_ALPHA_MAX if rc.backend == "gsplat" else rc.alpha_max
+    return {"device": str(device), "backend": rc.backend, "alpha_max": alpha, "trained_backend": trained_backend}
+
+
+def load_module(ckpt_path, data_root=None, device: str = "auto"):
+    """Checkpoint -> (HMMMModule in eval mode on `device`, identity dir, manifest). Safe loading only.
+
+    `module.render_info` says which device, backend and alpha clamp render (see match_training_render)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -53,7 +82,10 @@ def load_module(ckpt_path, data_root=None):
         module.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise InputError(ckpt_path, f"weights do not match the checkpoint's config ({str(exc).splitlines()[0]})") from None
-    return module.eval(), root, manifest
+    dev = resolve_device(device)
+    module = module.to(dev).eval()
+    module.render_info = match_training_render(module, ckpt.get("render", {}), dev)
+    return module, root, manifest
 
 
 class IdentityFrames:
@@ -104,9 +136,10 @@ def driving_features(audio: np.ndarray, num_frames: int, manifest: dict, audio_m
     return feats
 
 
-def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_size: int = 4) -> dict:
+def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_size: int = 4,
+          device: str = "auto") -> dict:
     """Load the checkpoint and drive it with `audio_path` (see `drive`)."""
-    module, root, manifest = load_module(ckpt, data_root)
+    module, root, manifest = load_module(ckpt, data_root, device)
     return drive(module, root, manifest, audio_path, out_path, audio_model, batch_size, ckpt)
 
 
@@ -120,6 +153,7 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
     from hm_talker.preprocess.media import load_audio
 
     out_path = Path(out_path)
+    start = time.perf_counter()  # end to end: features, decoding, render, encoding
     sr, fps = manifest["sample_rate"], manifest["fps"]
     audio = load_audio(audio_path, sr)
     per_frame = sr // fps
@@ -143,12 +177,16 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
             batch = {key: torch.stack([s[key] for s in samples])
                      for key in ("image", "masks", "extrinsics", "intrinsics", "aus")}
             batch["audio_window"] = torch.from_numpy(np.stack([feats[windows.indices(k)] for k in ks]))
+            batch = {k: v.to(module.device) for k, v in batch.items()}
             t = time.perf_counter()
             rgb = module.render(batch, module.deform(batch))["rgb"]
+            out = (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # waits for the GPU
             render_s += time.perf_counter() - t
-            video.write((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+            video.write(out)
+    total_s = time.perf_counter() - start
     report = {"video": str(out_path), "frames": n, "fps": fps, "seconds": n / fps,
-              "render_fps": n / max(render_s, 1e-9)}
+              "render_fps": n / max(render_s, 1e-9), "end_to_end_fps": n / max(total_s, 1e-9),
+              **getattr(module, "render_info", {})}
     return report
 
 
@@ -160,12 +198,14 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, help="the preprocessed identity (default: the one it trained on)")
     p.add_argument("--audio-model", default=None, help="local HuBERT/wav2vec2 weights, if it trained on them")
     p.add_argument("--batch-size", type=int, default=4, help="frames rendered at once")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when present (renders with the backend the model was trained with)")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    r = infer(args.ckpt, args.audio, args.out, args.data, args.audio_model, args.batch_size)
-    print(f"{r['video']}: {r['frames']} frames at {r['fps']} fps ({r['seconds']:.2f} s), "
-          f"rendered at {r['render_fps']:.1f} frames/s")
+    r = infer(args.ckpt, args.audio, args.out, args.data, args.audio_model, args.batch_size, args.device)
+    print(f"{r['video']}: {r['frames']} frames at {r['fps']} fps ({r['seconds']:.2f} s), rendered at "
+          f"{r['render_fps']:.1f} frames/s, {r['end_to_end_fps']:.1f} frames/s end to end ({r['device']}, {r['backend']})")
     print(json.dumps(r))
     return 0

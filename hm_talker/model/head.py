@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from hm_talker.model.config import DeformationConfig, GaussianConfig, HMMMConfig
 from hm_talker.model.deformation import FaceDeformation, MouthDeformation, apply_deformation
 from hm_talker.render import GaussianModel, RenderConfig, rasterize, rgb_to_sh
+from hm_talker.render.rasterizer import resolve_backend
 
 INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower, left, right corners)
 BRANCHES = ("face", "mouth")
@@ -96,6 +97,14 @@ class GaussianHead(nn.Module):
                        viewmats: Tensor, Ks: Tensor, h: int, w: int):
         """One branch, every frame: [B, N, *] Gaussians and [B] cameras -> rgb [B, 3, H, W], alpha [B, 1, H, W]."""
         b: GaussianBranch = getattr(self, name)
+        if resolve_backend(self.render_cfg.backend, means.is_cuda) == "gsplat":  # all frames in one call
+            from hm_talker.render.rasterize_gsplat import rasterize_gsplat_frames
+
+            c = self.render_cfg
+            rgb, alpha, meta = rasterize_gsplat_frames(
+                means, quats, log_scales.exp(), b.opacities, b.colors, viewmats, Ks, w, h, sh_degree=self.sh_degree,
+                tile_size=c.tile_size, near_plane=c.near_plane, far_plane=c.far_plane, eps2d=c.eps2d)
+            return rgb.permute(0, 3, 1, 2), alpha.permute(0, 3, 1, 2), [meta]
         rgbs, alphas, metas = [], [], []
         for i in range(means.shape[0]):  # one camera per frame: each frame has its own deformed Gaussians
             rgb, alpha, _, meta = rasterize(means[i], quats[i], log_scales[i].exp(), b.opacities, b.colors,

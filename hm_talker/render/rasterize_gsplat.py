@@ -59,3 +59,43 @@ def rasterize_gsplat(
         "backend": "gsplat",
     }
     return render[..., :-1], alphas, render[..., -1:], meta
+
+
+def rasterize_gsplat_frames(
+    means: Tensor,  # [B, N, 3] one deformed set of Gaussians per frame
+    quats: Tensor,  # [B, N, 4]
+    scales: Tensor,  # [B, N, 3] activated
+    opacities: Tensor,  # [N] activated, shared by the frames
+    colors: Tensor,  # [N, K, 3] SH coefficients (or [N, D]), shared by the frames
+    viewmats: Tensor,  # [B, 4, 4] one camera per frame
+    Ks: Tensor,  # [B, 3, 3]
+    width: int,
+    height: int,
+    sh_degree: int | None = None,
+    tile_size: int = 16,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+):
+    """B frames in one gsplat call (its batch dimensions: B Gaussian sets x 1 camera each).
+
+    Returns rgb [B, H, W, D], alpha [B, H, W, 1] and ONE meta whose ``means2d`` is [B, N, 2] (grad
+    retained) and ``radii`` [B, N]: the per-frame rows the densification statistics sum over.
+    """
+    from gsplat import rasterization
+
+    B, N = means.shape[:2]
+    render, alphas, info = rasterization(
+        means, quats, scales, opacities.expand(B, N), colors.expand(B, *colors.shape),
+        viewmats[:, None], Ks[:, None], width, height,
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree, packed=False,
+        tile_size=tile_size, render_mode="RGB+ED", rasterize_mode="classic",
+    )  # render [B, 1, H, W, D+1]
+    means2d = info["means2d"]  # [B, 1, N, 2]
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    radii = info["radii"]
+    radii = radii.amax(-1) if radii.dim() == 4 else radii  # [B, 1, N]
+    meta = {"means2d": means2d, "radii": radii[:, 0].int(), "width": width, "height": height,
+            "n_cameras": 1, "batched": True, "backend": "gsplat"}
+    return render[:, 0, ..., :-1], alphas[:, 0], meta

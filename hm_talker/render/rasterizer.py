@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 BACKENDS = ("auto", "torch", "gsplat")
+GSPLAT_ALPHA_MAX = 0.999  # gsplat's hard-coded per-splat alpha clamp (set it on the torch backend to match)
 
 
 @dataclass

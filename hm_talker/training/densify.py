@@ -23,7 +23,14 @@ def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
 
 def batch_meta(metas: list[dict]) -> dict:
     """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
-    its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras."""
+    its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras.
+    A batched render (gsplat, all frames in one call) gives one meta with [B, 1, N, 2] means2d."""
+    if len(metas) == 1 and metas[0].get("batched"):
+        m = metas[0]
+        g = m["means2d"].grad
+        means2d = m["means2d"].detach().flatten(0, 1)  # [B, N, 2]
+        means2d.grad = torch.zeros_like(means2d) if g is None else g.flatten(0, 1)
+        return {"means2d": means2d, "radii": m["radii"], "width": m["width"], "height": m["height"], "n_cameras": 1}
     grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
              for m in metas]
     means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]

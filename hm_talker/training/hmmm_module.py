@@ -26,6 +26,7 @@ from hm_talker.constants import AU_MAX, AU_NAMES
 from hm_talker.model.au_predictor import AUPredictor
 from hm_talker.model.head import BRANCHES, GaussianHead
 from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig
+from hm_talker.render.rasterizer import GSPLAT_ALPHA_MAX, resolve_backend
 from hm_talker.training import rng_state
 from hm_talker.training.cmmm_module import au_regression
 from hm_talker.training.config import FitConfig
@@ -64,6 +65,7 @@ class HMMMModule(L.LightningModule):
                            for i, name in enumerate(BRANCHES)}
         self.sfp = SFPSchedule(replace(cfg.sfp, seed=cfg.sfp.seed + cfg.seed))  # source per step: (seed, step)
         self._val_sums: list[Tensor] = []
+        self._colors_done = False
 
     @property
     def face(self):
@@ -85,6 +87,11 @@ class HMMMModule(L.LightningModule):
         checkpoint["config"] = self.config_dict
         checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
         checkpoint["densify"] = {name: s.state_dict() for name, s in self.strategies.items()}
+        # what rendered the training frames: inference renders the same way (see inference.load_module)
+        checkpoint["render"] = {"backend": resolve_backend(self.head.render_cfg.backend, self.device.type == "cuda"),
+                                "alpha_max": GSPLAT_ALPHA_MAX if resolve_backend(
+                                    self.head.render_cfg.backend, self.device.type == "cuda") == "gsplat"
+                                else self.head.render_cfg.alpha_max}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._pending_rng = checkpoint.get("rng")
@@ -170,8 +177,12 @@ class HMMMModule(L.LightningModule):
         opt = self.optimizers()
         torch_opt = opt.optimizer if hasattr(opt, "optimizer") else opt
         step = self.global_step
-        if self.cfg.model.gaussians.init_colors_from_frame and int(self.head.colors_initialised) == 0:
-            self.head.init_colors(batch)
+        if self.cfg.model.gaussians.init_colors_from_frame and not self._colors_done:
+            # the buffer is read once (a GPU sync); afterwards a Python flag answers
+            self._colors_done = bool(self.head.colors_initialised)
+            if not self._colors_done:
+                self.head.init_colors(batch)
+                self._colors_done = True
         self._set_lrs(torch_opt, step)
         source = self.last_source = self.sfp.source(step)  # SFP: the explicit source of this step
         face_grad = step >= self.cfg.schedule.mouth_warmup_steps
