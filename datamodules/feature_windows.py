@@ -2,8 +2,10 @@
 several identities (their features.npz, no images), with time-shifted audio windows as negatives.
 
 Each sample of frame t: the audio-feature window around t [W, k, D], the AUs of t [17], the AU
-window around t [W, 17], and the audio windows around t + s for every shift s in `shifts`
-[S, W, k, D] (the alignment loss's negatives; windows are cut at clip edges). Every identity's audio
+window around t [W, 17], and the audio span around t wide enough for every shift s in `shifts`
+[W + 2M, k, D] with M = max |s| (the alignment loss's negatives are the windows of this span
+shifted by s; encoding the span once costs (W + 2M) frames instead of (1 + S) W). Frames past a
+clip's edges repeat its edge frame. Every identity's audio
 features are normalised per band by that identity's own statistics (speaker normalisation: mel
 carries the speaker, see DESIGN.md section 9), the same rule inference applies to driving speech.
 """
@@ -53,14 +55,13 @@ class FeatureWindows(torch.utils.data.Dataset):
         i, t = self.items[j]
         d = self.idents[i]
         idx = d.windows.indices(t)
-        n = len(d.aus)
-        shifted = np.stack([d.audio[d.windows.indices(int(np.clip(t + s, d.windows.lo[t], d.windows.hi[t])))]
-                            for s in self.shifts]) if self.shifts else np.zeros((0,) + d.audio[idx].shape, np.float32)
+        m = max((abs(s) for s in self.shifts), default=0)
+        span = np.clip(np.arange(idx[0] - m, idx[0] + len(idx) + m), d.windows.lo[t], d.windows.hi[t])
         return {"audio_window": torch.from_numpy(d.audio[idx]),  # [W, k, D]
                 "aus": torch.from_numpy(d.aus[t]),  # [17]
                 "aus_window": torch.from_numpy(d.aus[idx]),  # [W, 17]
-                "shifted_audio": torch.from_numpy(shifted),  # [S, W, k, D]
-                "identity": i, "frame": t, "num_frames": n}
+                "audio_span": torch.from_numpy(d.audio[span]),  # [W + 2M, k, D]
+                "identity": i, "frame": t}
 
 
 class FeatureWindowDataModule(L.LightningDataModule):

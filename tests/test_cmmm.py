@@ -25,7 +25,7 @@ def long_identity(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cmmm_run(long_identity, tmp_path_factory):
     return fit_cmmm(None, [f"data.roots=[{long_identity}]", f"run.dir={tmp_path_factory.mktemp('runs')}",
-                           "run.name=stage1", "trainer.max_steps=400", "trainer.val_every=400", "seed=0"])
+                           "run.name=stage1", "trainer.max_steps=300", "trainer.val_every=300", "data.batch_size=32", "seed=0"])
 
 
 def test_cmmm_beats_the_mean_predictor_and_chance(cmmm_run):

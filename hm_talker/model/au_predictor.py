@@ -74,7 +74,10 @@ class AUPredictor(nn.Module):
 
     def forward(self, audio_window: Tensor) -> dict[str, Tensor]:
         """{'implicit': [B, C], 'aus': [B, 17] in [0, 5], 'frames': [B, W, C] per-frame audio features}."""
-        frames = self.audio.encode_frames(self.normalise(audio_window))  # [B, W, C]
+        return self.from_frames(self.audio.encode_frames(self.normalise(audio_window)))  # [B, W, C]
+
+    def from_frames(self, frames: Tensor) -> dict[str, Tensor]:  # per-frame audio features [B, W, C]
+        """The implicit feature and the AUs from already encoded frames of the window (see forward)."""
         weights = self.audio.attention(frames)  # [B, W]
         implicit = torch.einsum("bw,bwc->bc", weights, frames)
         aus = torch.sigmoid(self.au_head(implicit)) * AU_MAX

@@ -76,11 +76,19 @@ class AudioEncoder(nn.Module):
         features: Tensor,  # [B, W, k, D]
     ) -> Tensor:  # [B, W, C] one feature per video frame
         self._check_input(features)
-        b, w, k, d = features.shape
-        x = self.input_norm(features.reshape(b * w, k, d))  # [B*W, k, D]
-        x = self.frame_conv(x.transpose(1, 2))  # [B*W, C_conv, k]: D as channels, convolve along k
-        x = self.frame_fc(x.flatten(1))  # [B*W, C]
-        return x.view(b, w, -1)
+        return self.encode_frames_any(features)
+
+    def encode_frames_any(
+        self,
+        features: Tensor,  # [B, T, k, D] any number T of frames
+    ) -> Tensor:  # [B, T, C]
+        """Per-frame features of a span of any length (the per-frame encoder has no window context)."""
+        b, t, k, d = features.shape
+        if (k, d) != (self.cfg.rows_per_frame, self.cfg.feature_dim):
+            raise ValueError(f"audio features must be [B, T, {self.cfg.rows_per_frame}, {self.cfg.feature_dim}]")
+        x = self.input_norm(features.reshape(b * t, k, d))  # [B*T, k, D]
+        x = self.frame_conv(x.transpose(1, 2))  # [B*T, C_conv, k]: D as channels, convolve along k
+        return self.frame_fc(x.flatten(1)).view(b, t, -1)  # [B, T, C]
 
     def attention(
         self,

@@ -28,27 +28,34 @@ def au_regression(pred: Tensor, target: Tensor, weights: Tensor) -> Tensor:  # [
     return (((pred - target) ** 2).mean(0) * weights).sum() / weights.sum().clamp_min(1e-9)
 
 
-def alignment_logits(net: AUPredictor, frames: Tensor, shifted_frames: Tensor, aus_window: Tensor,
+def alignment_logits(net: AUPredictor, span_frames: Tensor, shifts: list[int], aus_window: Tensor,
                      temperature: float) -> Tensor:  # -> [B, 1 + S], column 0 = the true offset
-    """Scores of the AU window against the true audio window (column 0) and the shifted ones."""
+    """Scores of the AU window against the true audio window (column 0) and the windows shifted by
+    `shifts`, all cut from the encoded span [B, W + 2M, C] (M = max |shift|)."""
+    w = aus_window.shape[1]
+    m = (span_frames.shape[1] - w) // 2
     v = net.visual_embedding(aus_window)  # [B, e]
-    b, s = shifted_frames.shape[:2]
-    a = torch.cat([net.audio_embedding(frames)[:, None],
-                   net.audio_embedding(shifted_frames.flatten(0, 1)).view(b, s, -1)], 1)  # [B, 1+S, e]
+    a = torch.stack([net.audio_embedding(span_frames[:, m + s:m + s + w]) for s in [0, *shifts]], 1)  # [B, 1+S, e]
     return torch.einsum("bse,be->bs", a, v) / temperature
 
 
 def cmmm_losses(net: AUPredictor, batch: dict, lc: CMMMLossConfig) -> dict[str, Tensor]:
     """AU regression + alignment on one batch of feature windows; 'total' is the weighted sum."""
-    out = net(batch["audio_window"])
+    span = batch.get("audio_span")
+    use_align = lc.align > 0 and span is not None and len(lc.shifts) > 0
+    if use_align:  # encode the span once; the window of frame t is its centre
+        span_frames = net.audio.encode_frames_any(net.normalise(span))  # [B, W + 2M, C]
+        w = batch["audio_window"].shape[1]
+        m = (span.shape[1] - w) // 2
+        out = net.from_frames(span_frames[:, m:m + w])
+    else:
+        out = net(batch["audio_window"])
     weights = torch.as_tensor(lc.au_weights, dtype=out["aus"].dtype, device=out["aus"].device)
     terms = {"au": au_regression(out["aus"], batch["aus"], weights)}
     total = lc.au * terms["au"]
-    shifted = batch.get("shifted_audio")
-    if lc.align > 0 and shifted is not None and shifted.shape[1] > 0:
-        b, s = shifted.shape[:2]
-        frames_s = net.audio.encode_frames(net.normalise(shifted.flatten(0, 1))).view(b, s, *out["frames"].shape[1:])
-        logits = alignment_logits(net, out["frames"], frames_s, batch["aus_window"], lc.temperature)
+    if use_align:
+        b = span.shape[0]
+        logits = alignment_logits(net, span_frames, list(lc.shifts), batch["aus_window"], lc.temperature)
         terms["align"] = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=logits.device))
         terms["sync_acc"] = (logits.argmax(1) == 0).float().mean().detach()
         total = total + lc.align * terms["align"]
