@@ -65,6 +65,7 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     notes.update(scores["notes"])
     metrics["mouth_frames_skipped"] = int(n - scores["mouth_frames"])
     metrics["reference_frames"] = int(len(ref_open))
+    metrics["driven"] = report  # the driven video: path, frames, render frames/s
     if len(ref_open) != len(pred_open):
         notes["reference_frames"] = (f"REF has {len(ref_open)} frames at 25 fps, its sound {len(pred_open)}: "
                                      f"the first {n} are compared")
