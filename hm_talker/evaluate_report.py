@@ -32,7 +32,7 @@ PROTOCOL_NOTES = {
 }
 
 METHOD_NOTES = {
-    "mouth_metrics": (
+    "mouth_definition": (
         "opening = inner-lip gap (mediapipe points 13-14) / inter-ocular distance (33-263) per frame; "
         "mouth_r = Pearson r at lag 0; mouth_r_best / mouth_lag = best r within +-4 frames and its lag "
         "(positive = the generated mouth lags the reference); mouth_amp = std ratio and mouth_jitter = "
@@ -40,12 +40,12 @@ METHOD_NOTES = {
         "without a face in either clip are skipped (mouth_frames_skipped); mouth_open_* describe the "
         "generated mouth alone, in inter-ocular units. Over a few hundred frames of unrelated speech "
         "mouth_r reaches about 0.2 by chance: judge it on long clips."),
-    "lmd": ("LMD = mean L2 distance in pixels of the frames between mediapipe's 40 lip points "
+    "lmd_definition": ("LMD = mean L2 distance in pixels of the frames between mediapipe's 40 lip points "
             "(outer and inner contour), each frame's set mean-centred (head translation removed)."),
-    "image_metrics": ("*_face = PSNR/SSIM/LPIPS inside the face region (mask / its box): the headline. "
+    "image_definition": ("*_face = PSNR/SSIM/LPIPS inside the face region (mask / its box): the headline. "
                       "Full-frame values are inflated: every pixel outside the face mask is the real "
                       "frame composited back."),
-    "sync_pipeline": (
+    "sync_definition": (
         "Sync-C/D differ from syncnet_python's pipeline in the crop: syncnet_python detects the face "
         "with S3FD in every frame, tracks and median-smooths the boxes, crops each box enlarged by 40 % "
         "and re-encodes the crop video before SyncNet; here the frames themselves (HM-Talker's head "

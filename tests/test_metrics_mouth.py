@@ -106,3 +106,17 @@ def test_lag_sign_on_a_known_shift():
 def test_a_still_reference_gives_none_with_a_reason():
     s = mouth_scores(np.linspace(0, 1, 20), np.full(20, 0.1))
     assert s["mouth_r"] is None and "does not move" in s["notes"]["mouth_r"]
+
+
+def test_the_synthetic_face_says_given_speech_with_its_known_opening(tmp_path):
+    """The demo's lip-sync reference: the same face saying other speech; its mouth is that speech's envelope."""
+    from hm_talker.evaluate import load_frames
+    from hm_talker.synthetic import make_synthetic_clip, mouth_envelope, synthesize_speech
+
+    speech = synthesize_speech(2.5, 16000, seed=11)[:39_900]  # 2.49 s: a partial last frame
+    clip = make_synthetic_clip(tmp_path / "ref.mp4", size=256, seed=0, speech=speech)
+    assert clip.num_frames == 63  # ceil(2.49 s * 25)
+    padded = np.pad(speech, (0, 63 * 640 - len(speech)))
+    np.testing.assert_allclose(clip.mouth_open, mouth_envelope(padded, 16000, 25, 63))
+    measured = _measured(load_frames(clip.path))
+    assert np.corrcoef(measured, clip.mouth_open)[0, 1] >= 0.95
