@@ -47,10 +47,12 @@ METHOD_NOTES = {
                       "frame composited back."),
     "sync_definition": (
         "Sync-C/D differ from syncnet_python's pipeline in the crop: syncnet_python detects the face "
-        "with S3FD in every frame, tracks and median-smooths the boxes, crops each box enlarged by 40 % "
-        "and re-encodes the crop video before SyncNet; here the frames themselves (HM-Talker's head "
-        "crop, or the --pred frames as given) are resized to 224x224 with no detection, smoothing or "
-        "margin (non-square frames are squashed). Numbers are comparable between our runs, not "
+        "with S3FD in every frame, tracks it (tracks shorter than --min_track, 100 frames by default, "
+        "are dropped), median-smooths the boxes, crops each box enlarged by --crop_scale 0.4 and "
+        "re-encodes the crop video before SyncNet; here the frames themselves (HM-Talker's head crop "
+        "from preprocessing, or the --pred frames as given) are resized to 224x224 with no detection, "
+        "tracking, smoothing or margin (non-square frames are squashed). Numbers are comparable between "
+        "our runs, not "
         "with published LSE-C/LSE-D without re-running syncnet_python's own pipeline."),
 }
 

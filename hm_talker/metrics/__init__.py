@@ -137,7 +137,7 @@ def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> No
     """Fill the mouth-motion keys of ``out`` (and their notes) from full face-mesh landmarks."""
     if pred_landmarks is None:
         for key in (*MOUTH_PAIR_KEYS, *MOUTH_SELF_KEYS, "mouth_frames_skipped"):
-            notes[key] = "face landmarks of the prediction not given"
+            notes[key] = "face landmarks of the prediction not given (or no face found)"
         return
     po = mouth_opening(pred_landmarks)
     out.update(opening_stats(po))
