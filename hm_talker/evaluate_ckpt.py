@@ -90,8 +90,11 @@ def evaluate_self(ckpt, data, out_dir, syncnet_weights=None) -> dict:
 
 
 def generated_only_metrics(frames: np.ndarray, audio, sample_rate: int, syncnet_weights=None,
-                           why: str = "") -> dict:
-    """Metrics of a driven clip with no reference: Sync (with weights) and the mouth's own motion."""
+                           why: str = "", landmarks=None) -> dict:
+    """Metrics of a driven clip with no reference: Sync (with weights) and the mouth's own motion.
+
+    ``landmarks``: the frames' face-mesh points ``[T, 478, 3]`` if already detected.
+    """
     from hm_talker.preprocess.landmarks import detect_landmarks
 
     metrics = {k: None for k in METRIC_KEYS}
@@ -101,7 +104,7 @@ def generated_only_metrics(frames: np.ndarray, audio, sample_rate: int, syncnet_
         metrics[k] = sync[k]
         if sync["note"]:
             notes[k] = sync["note"]
-    opening = mouth_opening(detect_landmarks(frames))
+    opening = mouth_opening(detect_landmarks(frames) if landmarks is None else landmarks)
     metrics.update(opening_stats(opening))
     metrics["mouth_frames_skipped"] = int((~np.isfinite(opening)).sum())
     metrics["num_frames"] = int(len(frames))

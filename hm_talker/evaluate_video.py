@@ -51,10 +51,11 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     sf.write(str(wav), audio, sr, subtype="FLOAT")
     report = drive(module, root, manifest, wav, out / "driven.mp4", ckpt=ckpt)
     frames = load_frames(out / "driven.mp4")[:report["frames"]]
+    pred_landmarks = detect_landmarks(frames)
     metrics = generated_only_metrics(
         frames, audio, sr, syncnet_weights,
-        "another person's video is the reference: only the mouth metrics and Sync apply")
-    pred_open = mouth_opening(detect_landmarks(frames))
+        "another person's video is the reference: only the mouth metrics and Sync apply", pred_landmarks)
+    pred_open = mouth_opening(pred_landmarks)
     ref_open = mouth_opening(ref_landmarks)
     n = min(len(pred_open), len(ref_open))
     scores = mouth_scores(pred_open[:n], ref_open[:n])
@@ -67,8 +68,8 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     metrics["reference_frames"] = int(len(ref_open))
     metrics["driven"] = report  # the driven video: path, frames, render frames/s
     if len(ref_open) != len(pred_open):
-        notes["reference_frames"] = (f"REF has {len(ref_open)} frames at 25 fps, its sound {len(pred_open)}: "
-                                     f"the first {n} are compared")
+        notes["reference_frames"] = (f"REF has {len(ref_open)} frames at 25 fps, its sound drove "
+                                     f"{len(pred_open)}: the first {n} are compared")
     return metrics
 
 
