@@ -3,7 +3,11 @@
 Runs every metric of :mod:`hm_talker.metrics` on synthetic clips (default 100 frames at 256 and
 512 px) and prints a markdown table. "sync scoring" is the Sync-C/D/offset computation on
 SyncNet embeddings; "syncnet embed" is the network forward pass (random weights: the cost does
-not depend on them) on 224 px face crops, which dominates Sync metrics in practice.
+not depend on them) on 224 px face crops, which dominates Sync metrics in practice. "mouth
+metrics" is the weight-free lip-sync measure end to end on frames of the synthetic talking face:
+mediapipe face-mesh landmarks of a generated and a reference clip, the opening trajectories and
+mouth_r / mouth_lag / mouth_amp / mouth_jitter (frames/s counts frames of one clip; both clips'
+landmarks are detected); "mouth scoring" is the metric alone on given trajectories.
 
     python benchmarks/bench_metrics.py [--frames 100] [--sizes 256 512] [--device cpu]
 """
@@ -17,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from hm_talker.metrics import au, image, landmark, sync
+from hm_talker.metrics import au, image, landmark, mouth, sync
 
 
 def _timed(fn, repeats: int = 1) -> float:
@@ -38,12 +42,32 @@ def _clips(frames: int, size: int, seed: int = 0):
     return pred, target, mask
 
 
+def _faces(frames: int, size: int):
+    """Two clips of the synthetic talking face (different mouth tracks) at ``size`` px."""
+    from hm_talker.synthetic import render_frames
+
+    t = np.arange(frames) / 25.0
+    a = np.stack(list(render_frames(0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t), 25.0, size, 0)))
+    b = np.stack(list(render_frames(0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t + 0.5), 25.0, size, 0)))
+    return a, b
+
+
+def _mouth(pred, target) -> dict:
+    from hm_talker.preprocess.landmarks import detect_landmarks
+
+    return mouth.mouth_scores(mouth.mouth_opening(detect_landmarks(pred)),
+                              mouth.mouth_opening(detect_landmarks(target)))
+
+
 def bench(frames: int, sizes: list[int], device: str, syncnet: bool) -> list[tuple[str, str, float]]:
     rows = []
     warm_p, warm_t, warm_m = _clips(2, 64)
     image.lpips_per_frame(warm_p, warm_t, device=device)  # model build + first-call costs
     image.psnr(warm_p, warm_t, device=device)
     image.ssim(warm_p, warm_t, device=device)
+    for size in sizes:
+        faces = _faces(frames, size)  # drawn outside the timer
+        rows.append(("mouth metrics", f"{size} px, landmarks + metric", frames / _timed(lambda: _mouth(*faces))))
     for size in sizes:
         pred, target, mask = _clips(frames, size)
         cases = {
@@ -59,6 +83,8 @@ def bench(frames: int, sizes: list[int], device: str, syncnet: bool) -> list[tup
     rng = np.random.default_rng(1)
     lm_p, lm_t = rng.normal(size=(frames, 40, 2)) * 20, rng.normal(size=(frames, 40, 2)) * 20
     rows.append(("LMD", "40 points", frames / _timed(lambda: landmark.lmd(lm_p, lm_t), 5)))
+    op_p, op_t = rng.uniform(0, 0.3, frames), rng.uniform(0, 0.3, frames)
+    rows.append(("mouth scoring", "opening, ±4 lags", frames / _timed(lambda: mouth.mouth_scores(op_p, op_t), 5)))
     au_p, au_t = rng.uniform(0, 5, (frames, 17)), rng.uniform(0, 5, (frames, 17))
     rows.append(("AUE", "17 AUs", frames / _timed(lambda: au.aue(au_p, au_t), 5)))
     emb_v, emb_a = rng.normal(size=(frames, 1024)), rng.normal(size=(frames, 1024))

@@ -62,12 +62,16 @@ def _run_demo(args) -> int:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="PSNR/SSIM/LPIPS/LMD/AUE/Sync: self-driven, cross-driven or any pair",
-                       description="--ckpt CKPT --data DIR (self-driven) | --ckpt CKPT --audio SPEECH "
-                                   "(cross-driven) | --pred PRED --target TARGET (any two clips)")
+    p = sub.add_parser("evaluate", help="face-region PSNR/SSIM/LPIPS, lip sync (mouth_r, ...), LMD/AUE/Sync: "
+                                        "self-driven, cross-driven or any pair",
+                       description="--ckpt CKPT --data DIR (self-driven) | --ckpt CKPT --drive-video REF.mp4 "
+                                   "(cross-driven, REF's real mouth as reference) | --ckpt CKPT --audio SPEECH "
+                                   "(cross-driven, no reference) | --pred PRED --target TARGET (any two clips)")
     p.add_argument("--ckpt", help="trained checkpoint")
     p.add_argument("--data", help="with --ckpt: preprocessed identity whose held-out frames to render")
     p.add_argument("--audio", help="with --ckpt: other speech to drive the model with")
+    p.add_argument("--drive-video", help="with --ckpt: a real video of someone speaking (with sound): its "
+                                         "sound drives the model, its mouth is the reference")
     p.add_argument("--pred", help="video, image or folder of frames")
     p.add_argument("--target", help="video, image or folder of frames")
     p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
@@ -76,17 +80,22 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(args) -> int:
-    if args.ckpt and args.data and not (args.audio or args.pred or args.target):
+    given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
+    if given == {"ckpt", "data"}:
         from hm_talker.evaluate_ckpt import evaluate_self
         m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights)
-    elif args.ckpt and args.audio and not (args.data or args.pred or args.target):
+    elif given == {"ckpt", "drive_video"}:
+        from hm_talker.evaluate_video import evaluate_drive_video
+        m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights)
+    elif given == {"ckpt", "audio"}:
         from hm_talker.evaluate_ckpt import evaluate_cross
         m = evaluate_cross(args.ckpt, args.audio, args.out, args.syncnet_weights)
-    elif args.pred and args.target and not (args.ckpt or args.data or args.audio):
+    elif given == {"pred", "target"}:
         from hm_talker.evaluate import evaluate_pair
         m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)
     else:
-        raise InputError(None, "evaluate takes --ckpt with --data or --audio, or --pred with --target")
+        raise InputError(None, "evaluate takes --ckpt with one of --data, --drive-video or --audio, "
+                               "or --pred with --target")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
     print(f"{args.out}/metrics.json: {shown}")
     return 0

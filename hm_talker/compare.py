@@ -1,11 +1,15 @@
-"""Compare runs: group by ablation, mean and spread over seeds, a markdown table and bar plots.
+"""Compare runs: group by ablation and evaluation protocol, mean and spread over seeds, a table and plots.
 
 Every fit / evaluation run directory holds ``summary.json``::
 
-    {"name": str, "group": str (the ablation), "seed": int, "tags": [str],
-     "config": {flat key: value}, "metrics": {name: float or null}}
+    {"name": str, "group": str (the ablation), "protocol": str (evaluations: self, cross-video,
+     cross-audio), "seed": int, "tags": [str], "config": {flat key: value},
+     "metrics": {name: float or null}}
 
-:func:`compare_runs` reads those files, groups the runs by ``group`` and, per metric, reports
+:func:`compare_runs` reads those files, groups the runs by ``group`` *and* ``protocol`` (a row
+per pair, labelled ``group [protocol]``: self- and cross-driven results of one ablation are
+different experiments, never averaged as if they were seeds; fit runs have no protocol) and,
+per metric, reports
 the mean and the sample standard deviation (``ddof=1``, the spread over seeds; None with one
 run) over the runs of the group whose value is a finite number (nulls are left out and the
 count ``n`` says how many were used). It writes ``comparison.md`` (the table),
@@ -31,16 +35,31 @@ from .errors import InputError
 
 SUMMARY_FILE = "summary.json"
 UNGROUPED = "ungrouped"
-# +1 higher is better, -1 lower is better, 0 closest to zero is better
+# +1 higher is better, -1 lower is better, 0 closest to METRIC_TARGETS (default 0) is better
 METRIC_DIRECTIONS = {
-    "psnr": 1, "ssim": 1, "psnr_face": 1, "ssim_face": 1, "sync_c": 1,
+    "psnr": 1, "ssim": 1, "psnr_face": 1, "ssim_face": 1, "sync_c": 1, "mouth_r": 1, "mouth_r_best": 1,
     "lpips": -1, "lpips_face": -1, "lmd": -1, "aue": -1, "aue_lower": -1, "aue_upper": -1,
-    "sync_d": -1, "av_offset": 0, "fid": -1,
+    "sync_d": -1, "av_offset": 0, "mouth_lag": 0, "mouth_amp": 0, "mouth_jitter": 0, "fid": -1,
 }
-_KNOWN_ORDER = ["psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue",
-                "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset"]
-_NOT_METRICS = {"num_frames"}
-_ARROW = {1: "↑", -1: "↓", 0: "→0"}
+METRIC_TARGETS = {"mouth_amp": 1.0, "mouth_jitter": 1.0}  # ratios to the real mouth: 1 is best
+# headline first: the face region (full-frame numbers are inflated by compositing), then lip sync
+_KNOWN_ORDER = ["psnr_face", "ssim_face", "lpips_face", "mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp",
+                "mouth_jitter", "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset",
+                "psnr", "ssim", "lpips", "mouth_open_mean", "mouth_open_std", "mouth_open_jitter"]
+_NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
+_ARROW = {1: "↑", -1: "↓"}
+
+
+def _arrow(metric: str) -> str:
+    direction = METRIC_DIRECTIONS.get(metric)
+    if direction is None:
+        return ""
+    return _ARROW.get(direction) or f"→{METRIC_TARGETS.get(metric, 0):g}"
+
+
+def row_label(group: str, protocol: str) -> str:
+    """The table row of a run: its group, with the evaluation protocol when it has one."""
+    return f"{group} [{protocol}]" if protocol else group
 
 
 @dataclass
@@ -50,6 +69,7 @@ class RunRecord:
     name: str
     group: str
     seed: Any = None
+    protocol: str = ""  # evaluation protocol (self, cross-video, cross-audio, pair); "" for fit runs
     tags: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -65,38 +85,53 @@ class MetricStats:
 
 @dataclass
 class ComparisonTable:
-    """Per group and metric: :class:`MetricStats`. ``groups`` keep the runs' first-seen order."""
+    """Per row (group, or ``group [protocol]``) and metric: :class:`MetricStats`. ``groups`` are the
+    row labels in the runs' first-seen order; ``protocols`` maps each row to its protocol."""
 
     groups: list[str]
     metrics: list[str]
-    stats: dict[str, dict[str, MetricStats]]  # group -> metric -> stats
-    seeds: dict[str, list]  # group -> seeds of its runs
-    runs: dict[str, list[str]]  # group -> run names
+    stats: dict[str, dict[str, MetricStats]]  # row -> metric -> stats
+    seeds: dict[str, list]  # row -> seeds of its runs
+    runs: dict[str, list[str]]  # row -> run names
+    protocols: dict[str, str] = field(default_factory=dict)  # row -> protocol ("" for fit runs)
 
-    def best_group(self, metric: str) -> str | None:
-        """Group with the best mean for a metric of known direction, else None."""
+    def best_group(self, metric: str, protocol: str | None = None) -> str | None:
+        """Row with the best mean for a metric of known direction among the rows of one protocol
+        (default: the protocol of the rows, when they all share one), else None."""
         direction = METRIC_DIRECTIONS.get(metric)
-        cands = [(g, self.stats[g][metric].mean) for g in self.groups if self.stats[g][metric].mean is not None]
+        rows = self.groups
+        if protocol is None and len({self.protocols.get(g, "") for g in rows}) > 1:
+            return None
+        if protocol is not None:
+            rows = [g for g in rows if self.protocols.get(g, "") == protocol]
+        cands = [(g, self.stats[g][metric].mean) for g in rows if self.stats[g][metric].mean is not None]
         if direction is None or len(cands) < 2:
             return None
-        key = (lambda gv: abs(gv[1])) if direction == 0 else (lambda gv: -direction * gv[1])
+        target = METRIC_TARGETS.get(metric, 0.0)
+        key = (lambda gv: abs(gv[1] - target)) if direction == 0 else (lambda gv: -direction * gv[1])
         return min(cands, key=key)[0]
 
     def to_markdown(self, digits: int = 4) -> str:
-        """Rows = groups, columns = metrics, cells ``mean ± std`` (best mean in bold)."""
-        header = ["group", "runs", "seeds"] + [
-            f"{m} {_ARROW[METRIC_DIRECTIONS[m]]}" if m in METRIC_DIRECTIONS else m for m in self.metrics]
+        """Rows = groups (x protocols), columns = metrics, cells ``mean ± std`` (best mean of each
+        protocol in bold)."""
+        with_protocol = any(self.protocols.get(g) for g in self.groups)
+        header = (["group", "protocol"] if with_protocol else ["group"]) + ["runs", "seeds"] + [
+            f"{m} {_arrow(m)}".rstrip() for m in self.metrics]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        best = {m: self.best_group(m) for m in self.metrics}
+        protocols = list(dict.fromkeys(self.protocols.get(g, "") for g in self.groups))
+        best = {(m, p): self.best_group(m, p) for m in self.metrics for p in protocols}
         for g in self.groups:
-            cells = [_md_escape(g), str(len(self.runs[g])), ", ".join(str(s) for s in self.seeds[g])]
+            p = self.protocols.get(g, "")
+            name = g[:-len(f" [{p}]")] if p and g.endswith(f" [{p}]") else g
+            cells = [_md_escape(name)] + ([p or "–"] if with_protocol else []) + [
+                str(len(self.runs[g])), ", ".join(str(s) for s in self.seeds[g])]
             for m in self.metrics:
                 st = self.stats[g][m]
                 if st.mean is None:
                     cells.append("–")
                     continue
                 text = _fmt(st.mean, digits)
-                if best[m] == g:
+                if best[(m, p)] == g:
                     text = f"**{text}**"
                 text += f" ± {_fmt(st.std, digits)}" if st.std is not None else ""
                 if st.n != len(self.runs[g]):
@@ -104,13 +139,16 @@ class ComparisonTable:
                 cells.append(text)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("mean ± sample std (ddof=1) over the runs (seeds) of each group; "
-                     "(n=k): only k runs had a value; bold: best group; ↑/↓ higher/lower is better.")
+        lines.append("mean ± sample std (ddof=1) over the runs (seeds) of each group and protocol; "
+                     "(n=k): only k runs had a value; bold: best group of each protocol; ↑/↓ higher/lower "
+                     "is better, →x closest to x. Face-region columns first: full-frame PSNR/SSIM/LPIPS are "
+                     "inflated (the frame outside the face is the real one).")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
         return {
             "groups": self.groups, "metrics": self.metrics, "seeds": self.seeds, "runs": self.runs,
+        "protocols": self.protocols,
             "stats": {g: {m: vars(s) for m, s in ms.items()} for g, ms in self.stats.items()},
         }
 
@@ -136,6 +174,14 @@ def _finite(value) -> float | None:
 
 
 # --------------------------------------------------------------------------- loading
+def protocol_from_tags(tags: Iterable[str]) -> str:
+    """The evaluation protocol an ``eval-<protocol>`` tag names ("" when none)."""
+    for t in tags:
+        if isinstance(t, str) and t.startswith("eval-"):
+            return t[len("eval-"):]
+    return ""
+
+
 def load_summary(run_dir: str | os.PathLike) -> RunRecord:
     """Read ``<run_dir>/summary.json`` into a :class:`RunRecord`."""
     path = Path(run_dir)
@@ -148,9 +194,11 @@ def load_summary(run_dir: str | os.PathLike) -> RunRecord:
         raise InputError(path, f"not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics", {}), dict):
         raise InputError(path, "expected an object with a 'metrics' object")
+    tags = list(data.get("tags") or [])
     return RunRecord(
         name=str(data.get("name") or path.parent.name),
         group=str(data.get("group") or UNGROUPED),
+        protocol=str(data.get("protocol") or protocol_from_tags(tags)),
         seed=data.get("seed"),
         tags=list(data.get("tags") or []),
         config=dict(data.get("config") or {}),
@@ -180,16 +228,18 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 # --------------------------------------------------------------------------- aggregation
 def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> ComparisonTable:
-    """Group records by ``group``; mean and sample std of every metric over each group's runs."""
+    """Group records by ``group`` and ``protocol``; mean and sample std of every metric over each
+    row's runs."""
     if not records:
         raise InputError(None, "no runs to compare")
-    groups: list[str] = list(dict.fromkeys(r.group for r in records))
+    label = {id(r): row_label(r.group, r.protocol) for r in records}
+    groups: list[str] = list(dict.fromkeys(label[id(r)] for r in records))
     if metrics is None:
         names = {k for r in records for k in r.metrics if k not in _NOT_METRICS}
         metrics = [m for m in _KNOWN_ORDER if m in names] + sorted(names - set(_KNOWN_ORDER))
     stats: dict[str, dict[str, MetricStats]] = {}
     for g in groups:
-        members = [r for r in records if r.group == g]
+        members = [r for r in records if label[id(r)] == g]
         stats[g] = {}
         for m in metrics:
             vals = [v for v in (_finite(r.metrics.get(m)) for r in members) if v is not None]
@@ -199,8 +249,9 @@ def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None
             stats[g][m] = MetricStats(mean, std, n)
     return ComparisonTable(
         groups=groups, metrics=list(metrics), stats=stats,
-        seeds={g: [r.seed for r in records if r.group == g] for g in groups},
-        runs={g: [r.name for r in records if r.group == g] for g in groups},
+        seeds={g: [r.seed for r in records if label[id(r)] == g] for g in groups},
+        runs={g: [r.name for r in records if label[id(r)] == g] for g in groups},
+        protocols={g: next(r.protocol for r in records if label[id(r)] == g) for g in groups},
     )
 
 
@@ -236,8 +287,7 @@ def plot_metric(table: ComparisonTable, metric: str, path: str | os.PathLike) ->
             bars[groups.index(best)].set_color("#DD8452")
         ax.set_xticks(x)
         ax.set_xticklabels(groups, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
-        direction = METRIC_DIRECTIONS.get(metric)
-        title = metric + (f" ({_ARROW[direction]} better)" if direction is not None else "")
+        title = metric + (f" ({_arrow(metric)} better)" if metric in METRIC_DIRECTIONS else "")
         ax.set_title(title)
         ax.set_ylabel("mean ± std over seeds")
         ax.grid(axis="y", alpha=0.3)
@@ -327,11 +377,13 @@ def load_wandb_runs(project: str, group: str | None = None, entity: str | None =
             val = _finite(v)
             if val is not None or v is None:
                 metrics[k] = val
+        tags = list(getattr(run, "tags", []) or [])
         records.append(RunRecord(
             name=str(getattr(run, "name", None) or getattr(run, "id", "run")),
             group=str(getattr(run, "group", None) or UNGROUPED),
+            protocol=protocol_from_tags(tags),
             seed=config.get("seed"),
-            tags=list(getattr(run, "tags", []) or []),
+            tags=tags,
             config=config, metrics=metrics,
             source=f"wandb:{path}/{getattr(run, 'id', '')}",
         ))

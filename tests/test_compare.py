@@ -34,7 +34,7 @@ def test_compare_means_stds_table_and_plots(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
     table = compare.compare_runs(runs, out)
     assert table.groups == ["full", "no_au"]
-    assert table.metrics == ["psnr", "lpips", "sync_c"]  # known order; num_frames is no metric
+    assert table.metrics == ["sync_c", "psnr", "lpips"]  # known order (full frame last); num_frames is no metric
     full, no_au = table.stats["full"], table.stats["no_au"]
     assert full["psnr"].mean == pytest.approx(31.0)
     assert full["psnr"].std == pytest.approx(math.sqrt(2.0))  # sample std of (30, 32)
@@ -47,8 +47,8 @@ def test_compare_means_stds_table_and_plots(runs, tmp_path, capsys):
 
     md = (out / "comparison.md").read_text()
     assert md == table.to_markdown()
-    assert "| full | 2 | 0, 1 | **31.0000** ± 1.4142 | **0.0600** ± 0.0141 | **7.0000** (n=1) |" in md
-    assert "| no_au | 1 | 0 | 28.0000 | 0.0900 | 6.0000 |" in md
+    assert "| full | 2 | 0, 1 | **7.0000** (n=1) | **31.0000** ± 1.4142 | **0.0600** ± 0.0141 |" in md
+    assert "| no_au | 1 | 0 | 6.0000 | 28.0000 | 0.0900 |" in md
     assert "psnr ↑" in md and "lpips ↓" in md
     assert "31.0000" in capsys.readouterr().out  # printed too
     assert json.loads((out / "comparison.json").read_text())["stats"]["full"]["psnr"]["n"] == 2
@@ -112,3 +112,40 @@ def test_wandb_runs_become_records(tmp_path):
     assert recs[0].config["model.lr"] == 1e-3
     table = compare.compare_records(recs, tmp_path / "w", print_table=False)
     assert table.stats["full"]["psnr"].mean == 31.0 and table.stats["full"]["lpips"].n == 1
+
+
+def _eval_run(root, name, group, protocol, seed, metrics):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "name": name, "group": group, "protocol": protocol, "seed": seed, "tags": [f"eval-{protocol}"],
+        "config": {}, "metrics": metrics}))
+    return d
+
+
+def test_self_and_cross_driven_results_are_never_averaged_together(tmp_path):
+    root = tmp_path / "ev"
+    dirs = [_eval_run(root, "a-self-0", "sfp", "self", 0, {"psnr_face": 30.0, "mouth_r": 0.6, "mouth_amp": 0.9, "psnr": 36.0}),
+            _eval_run(root, "a-self-1", "sfp", "self", 1, {"psnr_face": 32.0, "mouth_r": 0.4, "mouth_amp": 1.3, "psnr": 38.0}),
+            _eval_run(root, "a-cross-0", "sfp", "cross-video", 0, {"mouth_r": 0.1, "mouth_amp": 0.2}),
+            _eval_run(root, "b-cross-0", "base", "cross-video", 0, {"mouth_r": 0.05, "mouth_amp": 0.95})]
+    table = compare.compare_runs(dirs, tmp_path / "cmp", print_table=False)
+    assert table.groups == ["sfp [self]", "sfp [cross-video]", "base [cross-video]"]
+    assert table.stats["sfp [self]"]["mouth_r"].mean == pytest.approx(0.5)
+    assert table.stats["sfp [cross-video]"]["mouth_r"].mean == pytest.approx(0.1)  # not (0.6+0.4+0.1)/3
+    assert table.metrics[:3] == ["psnr_face", "mouth_r", "mouth_amp"] and table.metrics[-1] == "psnr"  # face first
+    # best per protocol; mouth_amp is best closest to 1 (a frozen mouth is not "lower is better")
+    assert table.best_group("mouth_r", "cross-video") == "sfp [cross-video]"
+    assert table.best_group("mouth_amp", "cross-video") == "base [cross-video]"
+    assert table.best_group("mouth_r") is None  # rows of different protocols are not ranked together
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert md.startswith("| group | protocol | runs | seeds | psnr_face ↑ | mouth_r ↑ | mouth_amp →1 |")
+    assert "| sfp | cross-video | 1 | 0 | – | **0.1000** | 0.2000 |" in md
+    assert "| base | cross-video | 1 | 0 | – | 0.0500 | **0.9500** |" in md
+
+
+def test_protocol_comes_from_the_eval_tag_when_the_summary_has_none(tmp_path):
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "summary.json").write_text(json.dumps({"name": "x", "group": "g", "tags": ["eval-self"], "metrics": {}}))
+    assert compare.load_summary(d).protocol == "self"

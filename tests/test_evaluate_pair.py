@@ -30,7 +30,11 @@ def test_identical_inputs_give_perfect_scores(frames_dirs, tmp_path, capsys):
     assert m["psnr"] == 100.0 and m["ssim"] == pytest.approx(1.0, abs=1e-4)
     assert m["lpips"] == pytest.approx(0.0, abs=1e-6) and m["lmd"] == 0.0 and m["aue"] == 0.0
     assert m["num_frames"] == 40 and m["sync_c"] is None and "sync_c" in m["notes"]
-    assert (tmp_path / "metrics.md").read_text().startswith("| metric | value |")
+    assert m["mouth_r"] == pytest.approx(1.0) and m["mouth_lag"] == 0 and m["mouth_amp"] == pytest.approx(1.0)
+    md = (tmp_path / "metrics.md").read_text()
+    assert md.startswith("# hm-talker evaluate: pair")
+    assert md.index("psnr_face") < md.index("mouth_r") < md.index("| psnr |")  # face region is the headline
+    assert "40 lip points" in m["notes"]["lmd_definition"]
 
 
 def test_one_frame_shift_gives_worse_lmd(frames_dirs, tmp_path):
@@ -38,6 +42,7 @@ def test_one_frame_shift_gives_worse_lmd(frames_dirs, tmp_path):
                  "--out", str(tmp_path)]) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["lmd"] > 0.1 and m["psnr"] < 100.0 and m["aue"] > 0.0
+    assert m["mouth_lag"] == 1 and m["mouth_r_best"] > 0.95  # shifted[t] = real[t - 1]: lags by one frame
 
 
 def test_size_mismatch_is_an_error(frames_dirs, tmp_path, capsys):

@@ -38,7 +38,11 @@ def test_self_driven_on_a_real_identity(real_run, tmp_path):
     ident, ckpt = real_run
     assert main(["evaluate", "--ckpt", str(ckpt), "--data", str(ident), "--out", str(tmp_path)]) == 0
     m = _metrics(tmp_path)
-    assert m["num_frames"] == 11 and m["psnr"] > 15 and m["lmd"] is not None and m["aue"] is not None
+    assert m["num_frames"] == 11 and m["lmd"] is not None and m["aue"] is not None
+    # Face region first: a 1-step (untrained) model measured psnr_face 26.6 dB, ssim_face 0.67 (full frame
+    # 31.7 dB: the real frame outside the face inflates it); these 30 steps: 31.2 dB, 0.83.
+    assert m["psnr_face"] > 29.0 and m["ssim_face"] > 0.75 and m["psnr"] > m["psnr_face"]
+    assert m["mouth_frames_skipped"] == 0 and m["mouth_amp"] is not None
 
 
 def test_cross_driven_by_real_speech(real_run, tmp_path):
@@ -50,4 +54,4 @@ def test_cross_driven_by_real_speech(real_run, tmp_path):
 
     import soundfile as sf
     assert m["num_frames"] == math.ceil(sf.info(speech).duration * 25)  # no frame dropped at the end
-    assert m["psnr"] is None and m["mouth_open_mean"] is not None
+    assert m["psnr"] is None and m["mouth_open_mean"] is not None and m["mouth_r"] is None

@@ -1,6 +1,7 @@
 """Evaluation metrics of HM-Talker, defined once so every table means the same thing.
 
 Modules: :mod:`.image` (PSNR, SSIM, LPIPS, full frame and face region), :mod:`.landmark` (LMD),
+:mod:`.mouth` (weight-free lip sync: mouth-opening correlation, lag, amplitude, jitter),
 :mod:`.au` (AUE), :mod:`.sync` (Sync-C / Sync-D / AV offset with SyncNet) and
 :mod:`.lpips_weights` (offline AlexNet backbone for LPIPS). Each module's docstring is the
 definition of its metrics. :func:`score_frames` runs all of them on one clip.
@@ -16,10 +17,15 @@ from .au import aue
 from .image import (PSNR_CAP_DB, lpips_distance, lpips_face, psnr, psnr_face, ssim,
                     ssim_face)
 from .landmark import MEDIAPIPE_LIP_INDICES, lmd
+from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, mouth_opening, mouth_scores, opening_stats
 from .sync import compute_sync, sync_scores
 
-METRIC_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue",
-               "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset", "num_frames")
+# Headline first: the face region (the full frame is mostly the real frame, composited back),
+# then lip sync, then the full-frame numbers the field also reports.
+FACE_KEYS = ("psnr_face", "ssim_face", "lpips_face")
+FULL_FRAME_KEYS = ("psnr", "ssim", "lpips")
+METRIC_KEYS = (*FACE_KEYS, *MOUTH_PAIR_KEYS, "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d",
+               "av_offset", *FULL_FRAME_KEYS, *MOUTH_SELF_KEYS, "mouth_frames_skipped", "num_frames")
 
 
 def _finite_or_none(value):
@@ -33,7 +39,7 @@ def _finite_or_none(value):
 def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, target_mouth_landmarks=None,
                  pred_aus=None, target_aus=None, audio=None, sample_rate: int = 16000,
                  syncnet_weights=None, *, sync_frames=None, lmd_reference_size=None,
-                 device=None) -> dict:
+                 pred_landmarks=None, target_landmarks=None, device=None) -> dict:
     """Score one generated clip against its ground truth.
 
     Args (shapes):
@@ -47,6 +53,9 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
         sync_frames: ``[T, h, w, 3]`` face crops for SyncNet; default ``pred`` (right when the
             frames already are face crops, as with HM-Talker's head renders).
         lmd_reference_size: ``(H, W)`` or int to report LMD at; default the frames' own size.
+        pred_landmarks, target_landmarks: ``[T, 478, 2|3]`` mediapipe face-mesh points, NaN where
+            no face was found (not interpolated: such frames are skipped and counted in
+            ``mouth_frames_skipped``), for the mouth-motion metrics of :mod:`.mouth`.
         device: torch device for PSNR/SSIM/LPIPS (default: CUDA if available).
 
     Returns:
@@ -93,6 +102,8 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
         if out["lmd"] is None:
             notes["lmd"] = "no frame with valid landmarks in both clips"
 
+    _score_mouth(out, notes, pred_landmarks, target_landmarks)
+
     if pred_aus is None or target_aus is None:
         for key in ("aue", "aue_lower", "aue_upper"):
             notes[key] = "AUs of pred and target not given"
@@ -122,6 +133,29 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
     return out
 
 
-__all__ = ["METRIC_KEYS", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
+def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> None:
+    """Fill the mouth-motion keys of ``out`` (and their notes) from full face-mesh landmarks."""
+    if pred_landmarks is None:
+        for key in (*MOUTH_PAIR_KEYS, *MOUTH_SELF_KEYS, "mouth_frames_skipped"):
+            notes[key] = "face landmarks of the prediction not given (or no face found)"
+        return
+    po = mouth_opening(pred_landmarks)
+    out.update(opening_stats(po))
+    if target_landmarks is None:
+        out["mouth_frames_skipped"] = int((~np.isfinite(po)).sum())
+        for key in MOUTH_PAIR_KEYS:
+            notes[key] = "no reference mouth (no target frames)"
+        return
+    to = mouth_opening(target_landmarks)
+    n = min(len(po), len(to))
+    out["mouth_frames_skipped"] = int((~(np.isfinite(po[:n]) & np.isfinite(to[:n]))).sum())
+    scores = mouth_scores(po, to)
+    for key in MOUTH_PAIR_KEYS:
+        out[key] = scores[key]
+    notes.update(scores["notes"])
+
+
+__all__ = ["METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS",
+           "mouth_opening", "mouth_scores", "opening_stats", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
            "lpips_distance", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "sync_scores",
            "compute_sync"]

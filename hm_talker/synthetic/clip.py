@@ -107,13 +107,17 @@ def make_synthetic_clip(
     mouth_lead_frames: int = 0,
     crf: int = 18,
     ffmpeg: str = "ffmpeg",
+    speech: np.ndarray | None = None,
 ) -> SyntheticClip:
     """Write an mp4 (h264 yuv420p + AAC) of a synthetic face talking, return its ground truth.
 
     ``mouth_open`` is the smoothed, normalised per-frame loudness of the sound
     (see :func:`mouth_envelope`); ``mouth_lead_frames`` makes the mouth move
     that many frames before the sound (real speakers lead by ~0-100 ms), 0 by
-    default so mouth and sound are exactly aligned. Frames are piped to ffmpeg
+    default so mouth and sound are exactly aligned. ``speech`` (mono float at
+    ``sample_rate``) makes the same face say that sound instead of its own
+    (``seconds`` is then the sound's length, the last partial frame included):
+    a reference mouth for any synthetic driving speech. Frames are piped to ffmpeg
     as raw RGB while the next one is drawn, so drawing and encoding overlap.
     """
     if seconds <= 0 or fps <= 0:
@@ -125,12 +129,22 @@ def make_synthetic_clip(
         raise RuntimeError(f"'{ffmpeg}' not found on PATH; install ffmpeg to write synthetic clips")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    num_frames = max(1, int(round(seconds * fps)))
+    if speech is not None:
+        speech = np.asarray(speech, dtype=np.float32)
+        num_frames = max(1, int(np.ceil(len(speech) * fps / sample_rate - 1e-9)))
+    else:
+        num_frames = max(1, int(round(seconds * fps)))
     num_samples = int(round(num_frames * sample_rate / fps))
 
     with tempfile.TemporaryDirectory(prefix="hm_synth_") as tmp:
         wav = Path(tmp) / "speech.wav"
-        audio = make_synthetic_speech(wav, num_samples / sample_rate, sample_rate, seed)[:num_samples]
+        if speech is None:
+            audio = make_synthetic_speech(wav, num_samples / sample_rate, sample_rate, seed)[:num_samples]
+        else:
+            import soundfile as sf
+
+            audio = np.pad(speech, (0, max(0, num_samples - len(speech))))[:num_samples]
+            sf.write(str(wav), audio, sample_rate, subtype="PCM_16")
         mouth = mouth_envelope(audio, sample_rate, fps, num_frames, lead_frames=mouth_lead_frames)
         cmd = [
             exe, "-y", "-loglevel", "error",

@@ -1,0 +1,157 @@
+"""Mouth-motion metrics: lip sync measured from face landmarks, with no downloaded weights.
+
+Definition used for every HM-Talker number
+-----------------------------------------
+**Opening trajectory.** Per frame, the inner-lip gap over the inter-ocular distance, from
+mediapipe's 478-point face mesh: ``|p13 - p14| / |p33 - p263|`` (13 / 14: upper / lower inner
+lip at the midline; 33 / 263: outer eye corners). Unit: inter-ocular distances (scale-free, so
+it compares people, resolutions and crops; real speech spans about 0 to 0.3, spread 0.03-0.06).
+Frames where the detector found no face are NaN: they are skipped by every metric below and
+counted (``mouth_frames_skipped``).
+
+**Generated against a reference** (the real mouth saying the same audio), over the frames valid
+in both:
+
+* ``mouth_r``: Pearson correlation of the two trajectories at lag 0 (unitless, -1..1; 1 = the
+  mouth opens and closes exactly when the reference's does).
+* ``mouth_r_best`` / ``mouth_lag``: the largest correlation over lags ``-4..+4`` frames and its
+  lag, in frames at 25 fps (40 ms each). Sign: ``mouth_lag = +k`` means the generated mouth does at
+  frame ``t`` what the reference did at ``t - k``: **positive = the generated mouth lags (comes
+  after) the reference**, negative = it leads. A lag is an audio/video offset a viewer sees.
+* ``mouth_amp``: std of the generated opening over the reference's std (unitless; 1 = as much
+  motion, a frozen mouth near 0, an over-moving or jittering one above 1).
+* ``mouth_jitter``: mean absolute second difference of the generated opening over the
+  reference's (unitless; 1 = as smooth as the real mouth, above 1 = lip jitter; a frozen mouth
+  is near 0, so closest to 1 is best, as for ``mouth_amp``).
+
+**Generated alone** (no reference, e.g. driven by speech without a video): ``mouth_open_mean``,
+``mouth_open_std`` (inter-ocular units) and ``mouth_open_jitter`` (mean absolute second
+difference, inter-ocular units per frame squared).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..constants import LM
+
+MAX_LAG = 4  # frames searched each way for mouth_r_best / mouth_lag (+-160 ms at 25 fps)
+MIN_FRAMES = 3  # fewer valid frames than this: no correlation is reported
+MIN_STD = 1e-6  # a reference this still (inter-ocular units) has no motion to compare with
+MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
+MOUTH_SELF_KEYS = ("mouth_open_mean", "mouth_open_std", "mouth_open_jitter")
+
+
+def mouth_opening(landmarks) -> np.ndarray:  # [T, 478, 2|3] -> [T]
+    """Inner-lip gap (points 13-14) over inter-ocular distance (33-263) per frame; NaN without a face.
+
+    Unit: inter-ocular distances. ``landmarks`` are mediapipe face-mesh points in any pixel (or
+    normalised) coordinates; only x and y are used, so the measure ignores the depth estimate.
+    """
+    p = np.asarray(landmarks, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1] <= max(LM.values()) or p.shape[2] < 2:
+        raise ValueError(f"landmarks must be [T, 478, 2|3], got {p.shape}")
+    xy = p[..., :2]
+    gap = np.linalg.norm(xy[:, LM["lip_up_inner"]] - xy[:, LM["lip_low_inner"]], axis=-1)
+    eyes = np.linalg.norm(xy[:, LM["r_eye_outer"]] - xy[:, LM["l_eye_outer"]], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = gap / eyes
+    out[~np.isfinite(out) | (eyes <= 0)] = np.nan
+    return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation over the entries finite in both (unitless); None if undefined."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < MIN_FRAMES:
+        return None
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else None
+
+
+def lagged_correlations(pred, ref, max_lag: int = MAX_LAG) -> dict[int, float | None]:
+    """Pearson r of ``pred[t]`` with ``ref[t - k]`` for each lag ``k`` in ``-max_lag..max_lag``.
+
+    Unitless. Positive ``k`` pairs each generated frame with an earlier reference frame, so the
+    best ``k`` is positive when the generated mouth lags the reference.
+    """
+    p, r = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    n = min(len(p), len(r))
+    p, r = p[:n], r[:n]
+    out = {}
+    for k in range(-max_lag, max_lag + 1):
+        if k >= 0:
+            out[k] = _pearson(p[k:], r[:n - k]) if n - k > 0 else None
+        else:
+            out[k] = _pearson(p[:n + k], r[-k:]) if n + k > 0 else None
+    return out
+
+
+def _second_difference(x: np.ndarray) -> np.ndarray:
+    """|x[t+1] - 2 x[t] + x[t-1]| wherever all three frames are valid (units of x per frame^2)."""
+    d2 = np.abs(x[2:] - 2.0 * x[1:-1] + x[:-2])
+    return d2[np.isfinite(d2)]
+
+
+def opening_jitter(opening) -> float | None:
+    """Mean absolute second difference of an opening trajectory (inter-ocular units / frame^2)."""
+    d2 = _second_difference(np.asarray(opening, np.float64))
+    return float(d2.mean()) if d2.size else None
+
+
+def opening_stats(opening) -> dict:
+    """``mouth_open_mean`` / ``mouth_open_std`` (inter-ocular units) and ``mouth_open_jitter``
+    (inter-ocular units per frame^2) of one trajectory, over its valid frames; None if none."""
+    x = np.asarray(opening, np.float64)
+    v = x[np.isfinite(x)]
+    return {"mouth_open_mean": float(v.mean()) if v.size else None,
+            "mouth_open_std": float(v.std()) if v.size else None,
+            "mouth_open_jitter": opening_jitter(x)}
+
+
+def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
+    """The generated trajectory against the reference: :data:`MOUTH_PAIR_KEYS` plus
+    ``mouth_frames`` (frames valid in both) and ``notes`` (why a value is None).
+
+    ``mouth_r``, ``mouth_r_best``: unitless correlations; ``mouth_lag``: frames (positive = the
+    generated mouth lags the reference); ``mouth_amp``, ``mouth_jitter``: unitless ratios,
+    generated over reference, each over the frames valid in both trajectories.
+    """
+    p, r = np.asarray(pred_opening, np.float64), np.asarray(ref_opening, np.float64)
+    n = min(len(p), len(r))
+    p, r = p[:n], r[:n]
+    both = np.isfinite(p) & np.isfinite(r)
+    out: dict = {k: None for k in MOUTH_PAIR_KEYS}
+    out["mouth_frames"] = int(both.sum())
+    notes: dict[str, str] = {}
+    if both.sum() < MIN_FRAMES:
+        why = f"only {int(both.sum())} frame(s) with a face in both clips"
+        out["notes"] = {k: why for k in MOUTH_PAIR_KEYS}
+        return out
+    pj, rj = np.where(both, p, np.nan), np.where(both, r, np.nan)
+    ref_std = float(np.nanstd(rj))
+    if ref_std < MIN_STD:
+        out["notes"] = {k: "the reference mouth does not move" for k in MOUTH_PAIR_KEYS}
+        return out
+    out["mouth_r"] = _pearson(pj, rj)
+    if out["mouth_r"] is None:
+        notes["mouth_r"] = "the generated mouth does not move"
+    lags = {k: v for k, v in lagged_correlations(pj, rj, max_lag).items() if v is not None}
+    if lags:
+        best = max(lags, key=lambda k: (lags[k], -abs(k)))  # ties: the smaller offset
+        out["mouth_r_best"], out["mouth_lag"] = lags[best], int(best)
+    else:
+        notes["mouth_r_best"] = notes["mouth_lag"] = "the generated mouth does not move"
+    out["mouth_amp"] = float(np.nanstd(pj)) / ref_std
+    jp, jr = opening_jitter(pj), opening_jitter(rj)
+    if jp is None or not jr:
+        notes["mouth_jitter"] = "no three consecutive frames with a moving reference mouth"
+    else:
+        out["mouth_jitter"] = jp / jr
+    out["notes"] = notes
+    return out
+
+
+__all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "mouth_opening", "lagged_correlations",
+           "opening_jitter", "opening_stats", "mouth_scores"]
