@@ -13,13 +13,18 @@ at inference the log-mel of the driving waveform computed the same way.
 * `with_deltas`: appends the first time difference of each band (row-to-row, per 10 ms row).
 * `frame_energy`: per-row log energy (log of the summed mel power) and spectral flux, normalised
   per utterance: a 2-dim loudness/onset description.
+* `mouth_audio_features`: the predictor input by name; `mouth_window_features` the flat window.
+
+Measured with benchmarks/bench_audio_mouth.py (leave-one-speaker-out on the real clips):
+"energy" with a 16-frame window and a ridge predicts another speaker's mouth opening best;
+log-mel, CMVN log-mel, deltas and pocketsphinx phones transfer worse (see the benchmark's table).
 """
 from __future__ import annotations
 
 import numpy as np
 
 EPS = 1e-5
-DYNAMIC_RANGE = 10.0  # natural-log units kept below the utterance peak (43 dB)
+DYNAMIC_RANGE = 18.0  # natural-log units kept below the utterance peak (78 dB)
 
 
 def relative_floor(feats: np.ndarray, dynamic_range: float = DYNAMIC_RANGE) -> np.ndarray:
@@ -27,7 +32,7 @@ def relative_floor(feats: np.ndarray, dynamic_range: float = DYNAMIC_RANGE) -> n
 
     log_mel clamps the power at an absolute 1e-5, so a quieter recording loses more of its quiet
     bands to the clamp than a loud one; a floor relative to the utterance's loudest value treats
-    every gain alike (10 log units = 43 dB below the peak).
+    every gain alike (18 log units = 78 dB below the peak).
     """
     return np.maximum(feats, feats.max() - dynamic_range)
 
@@ -78,3 +83,35 @@ def mouth_window_features(feats: np.ndarray, window: int) -> np.ndarray:
     t = len(feats)
     idx = np.clip(np.arange(t)[:, None] + np.arange(window)[None] - window // 2, 0, t - 1)
     return feats[idx].reshape(t, -1)
+
+
+MOUTH_FEATURE_KINDS = ("mel", "cmvn", "energy", "energy+cmvn")
+
+
+def mouth_audio_features(log_mel_feats: np.ndarray, kind: str = "energy",
+                         clip_ids: np.ndarray | None = None) -> np.ndarray:
+    """[T, k, 80] log-mel of one utterance -> [T, k, D] the audio input of the AU/mouth predictor.
+
+    `clip_ids` [T] (features.npz "clip_ids"): normalise each clip of an identity on its own, as
+    every clip is a separate utterance (recording level, microphone); None: one utterance.
+    kind "energy" (recommended, D = 2): `frame_energy`, the per-row log energy and spectral flux
+    z-scored over the utterance; "cmvn" (D = 80): `cmvn` log-mel; "energy+cmvn" (D = 82) both;
+    "mel" (D = 80): unchanged. Training: pass the identity's features.npz "audio" array (mel
+    kind); inference: the `audio_features.log_mel` of the driving speech. Deterministic.
+    """
+    if clip_ids is not None:
+        clip_ids = np.asarray(clip_ids)
+        parts = [mouth_audio_features(log_mel_feats[clip_ids == c], kind) for c in np.unique(clip_ids)]
+        out = np.empty((len(log_mel_feats), *parts[0].shape[1:]), np.float32)
+        for c, part in zip(np.unique(clip_ids), parts):
+            out[clip_ids == c] = part
+        return out
+    if kind == "mel":
+        return log_mel_feats.astype(np.float32)
+    if kind == "cmvn":
+        return cmvn(log_mel_feats)
+    if kind == "energy":
+        return frame_energy(log_mel_feats)
+    if kind == "energy+cmvn":
+        return np.concatenate([frame_energy(log_mel_feats), cmvn(log_mel_feats)], -1)
+    raise ValueError(f"unknown mouth feature kind {kind!r} ({', '.join(MOUTH_FEATURE_KINDS)})")
