@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hm_talker.preprocess.audio_features import log_mel
 from hm_talker.preprocess.speech_features import (cmvn, frame_energy, mouth_audio_features,
@@ -24,7 +25,7 @@ def _tilted(audio: np.ndarray, gain_db: float, pre_emphasis: float) -> np.ndarra
 
 def test_gain_and_tilt_leave_the_features_nearly_unchanged():
     audio = synthesize_speech(6.0, SR, seed=1)
-    audio = audio + np.random.default_rng(1).normal(scale=0.01, size=audio.shape).astype(np.float32)  # room noise
+    audio = audio + np.random.default_rng(1).normal(scale=0.01, size=audio.shape).astype(np.float32)  # room
     n = len(audio) // (SR // FPS)
     a, b = _mel(audio, n), _mel(_tilted(audio, -6.0, 0.5), n)
     raw_err = np.abs(a - b).mean() / a.std()
@@ -74,3 +75,18 @@ def test_clips_of_one_identity_are_normalised_separately():
     np.testing.assert_allclose(both[:30], mouth_audio_features(a, "energy"), atol=1e-5)
     np.testing.assert_allclose(both[30:], mouth_audio_features(b, "energy"), atol=1e-5)
     assert mouth_audio_features(a, "energy+cmvn").shape == (30, 4, 82)
+
+
+def test_phones_mark_speech_and_silence():
+    pytest.importorskip("pocketsphinx", reason="pocketsphinx not installed (extra 'phones')")
+    from hm_talker.preprocess.phones import PHONES, phone_features
+
+    speech = synthesize_speech(4.0, SR, seed=3)
+    audio = np.concatenate([np.zeros(2 * SR, np.float32), speech, np.zeros(2 * SR, np.float32)])
+    n = len(audio) // (SR // FPS)
+    ph = phone_features(audio, n, SR, FPS, 160)
+    assert ph.shape == (n, 4, len(PHONES)) and np.allclose(ph.sum(-1), 1)
+    sil = ph[..., 0].mean(1)  # [T] share of silence rows per frame
+    loud = mouth_envelope(audio, SR, FPS, n) > 0.2
+    assert sil[5:45].mean() > 0.9 and sil[-45:-5].mean() > 0.9  # the silent seconds
+    assert sil[loud].mean() < 0.3  # frames where the synthetic mouth is open are phones

@@ -20,6 +20,7 @@ PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH",
           "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH",
           "UH", "UW", "V", "W", "Y", "Z", "ZH")
 _INDEX = {p: i for i, p in enumerate(PHONES)}
+DITHER = 3e-4  # std of the noise added before decoding (about 10 int16 steps, -70 dBFS)
 
 
 def _decoder(sr: int, hop: int):
@@ -34,10 +35,15 @@ def _decoder(sr: int, hop: int):
     return ps.Decoder(cfg)
 
 
-def phone_segments(audio: np.ndarray, sr: int, hop: int) -> list[tuple[str, int, int]]:
-    """[S] float audio in [-1, 1] -> [(phone, first row, last row)] in rows of `hop` samples."""
+def phone_segments(audio: np.ndarray, sr: int, hop: int, dither: float = DITHER) -> list[tuple[str, int, int]]:
+    """[S] float audio in [-1, 1] -> [(phone, first row, last row)] in rows of `hop` samples.
+
+    A fixed-seed noise of std `dither` (full scale 1) is added first: digitally silent stretches
+    otherwise decode as a fricative (ZH) instead of silence.
+    """
     dec = _decoder(sr, hop)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    noise = np.random.default_rng(0).normal(scale=dither, size=len(audio))
+    pcm = (np.clip(audio + noise, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
     dec.start_utt()
     dec.process_raw(pcm, full_utt=True)
     dec.end_utt()
