@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from datamodules.stages import Windows
-from datamodules.talking_head import load_manifest
+from datamodules.talking_head import load_manifest, speech_features
 
 
 def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D] -> mean [D], std [D]
@@ -28,15 +28,17 @@ def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D]
 
 
 class _Identity:
-    def __init__(self, root: Path, window: int, normalise: bool):
+    def __init__(self, root: Path, window: int, normalise: bool, speech_window: int):
         self.manifest = load_manifest(root)
         with np.load(root / "features.npz", allow_pickle=False) as f:
-            audio, self.aus, clip_ids = f["audio"].astype(np.float32), f["aus"].astype(np.float32), f["clip_ids"]
+            arrays = {k: f[k] for k in ("audio", "aus", "clip_ids")}
+        audio, self.aus = arrays["audio"].astype(np.float32), arrays["aus"].astype(np.float32)
+        speech = speech_features(self.manifest, arrays, speech_window)
         if normalise:
             mean, std = band_stats(audio)
             audio = (audio - mean) / std
         self.audio = audio
-        self.windows = Windows(audio, self.aus, clip_ids, window)
+        self.windows = Windows(audio, self.aus, arrays["clip_ids"], window, *speech)
         self.num_train = int(self.manifest["splits"]["train"])
 
 
@@ -57,26 +59,26 @@ class FeatureWindows(torch.utils.data.Dataset):
         idx = d.windows.indices(t)
         m = max((abs(s) for s in self.shifts), default=0)
         span = np.clip(np.arange(idx[0] - m, idx[0] + len(idx) + m), d.windows.lo[t], d.windows.hi[t])
-        return {"audio_window": torch.from_numpy(d.audio[idx]),  # [W, k, D]
-                "aus": torch.from_numpy(d.aus[t]),  # [17]
-                "aus_window": torch.from_numpy(d.aus[idx]),  # [W, 17]
-                "audio_span": torch.from_numpy(d.audio[span]),  # [W + 2M, k, D]
-                "identity": i, "frame": t}
+        sample = d.windows.add({"frame": t, "identity": i})  # audio_window, aus_window (, speech_window)
+        sample["aus"] = torch.from_numpy(d.aus[t])  # [17]
+        sample["audio_span"] = torch.from_numpy(d.audio[span])  # [W + 2M, k, D]
+        return sample
 
 
 class FeatureWindowDataModule(L.LightningDataModule):
     """Train: the train frames of every identity, shuffled (seeded); val: their held-out tails."""
 
     def __init__(self, roots: list[str], batch_size: int = 64, window: int = 8, shifts: list[int] = (),
-                 normalise: bool = True, seed: int = 0, num_workers: int = 0):
+                 normalise: bool = True, seed: int = 0, num_workers: int = 0, speech_window: int = 16):
         super().__init__()
+        self.speech_window = speech_window
         self.roots = [Path(r) for r in roots]
         self.batch_size, self.window, self.shifts = batch_size, window, list(shifts)
         self.normalise, self.seed, self.num_workers = normalise, seed, num_workers
 
     def setup(self, stage: str | None = None):
         if not hasattr(self, "idents"):
-            self.idents = [_Identity(r, self.window, self.normalise) for r in self.roots]
+            self.idents = [_Identity(r, self.window, self.normalise, self.speech_window) for r in self.roots]
 
     def _loader(self, split: str, shuffle: bool):
         gen = torch.Generator().manual_seed(self.seed)

@@ -163,26 +163,35 @@ def decode_sample(s: dict) -> dict:
 
 
 class Windows:
-    """Adds the audio-feature and AU windows around each frame, cut at the clip's edges."""
+    """Adds the audio-feature and AU windows around each frame, cut at the clip's edges; with
+    `speech` (per-frame speaker-normalised speech features, [T, k, 2]) also its wider window."""
 
-    def __init__(self, audio: np.ndarray, aus: np.ndarray, clip_ids: np.ndarray, window: int):
+    def __init__(self, audio: np.ndarray, aus: np.ndarray, clip_ids: np.ndarray, window: int,
+                 speech: np.ndarray | None = None, speech_window: int = 0):
         self.audio, self.aus, self.window = audio, aus, window
+        self.speech, self.speech_window = speech, speech_window
         edges = np.flatnonzero(np.diff(clip_ids)) + 1
         starts = np.concatenate([[0], edges])
         ends = np.concatenate([edges, [len(clip_ids)]])
         self.lo, self.hi = starts[clip_ids], ends[clip_ids] - 1
 
-    def indices(self, frame: int) -> np.ndarray:
+    def indices(self, frame: int, window: int | None = None) -> np.ndarray:
         """Frames frame - W/2 .. frame + W/2 - 1, repeating the clip's first/last frame at its edges."""
-        idx = np.arange(frame - self.window // 2, frame - self.window // 2 + self.window)
+        w = self.window if window is None else window
+        idx = np.arange(frame - w // 2, frame - w // 2 + w)
         return np.clip(idx, self.lo[frame], self.hi[frame])
+
+    def add(self, s: dict) -> dict:
+        idx = self.indices(s["frame"])
+        s["audio_window"] = torch.from_numpy(self.audio[idx])  # [W, k, D]
+        s["aus_window"] = torch.from_numpy(self.aus[idx])  # [W, 17]
+        if self.speech is not None and self.speech_window > 0:
+            s["speech_window"] = torch.from_numpy(self.speech[self.indices(s["frame"], self.speech_window)])  # [Ws, k, 2]
+        return s
 
     def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
         for s in samples:
-            idx = self.indices(s["frame"])
-            s["audio_window"] = torch.from_numpy(self.audio[idx])  # [W, k, D]
-            s["aus_window"] = torch.from_numpy(self.aus[idx])  # [W, 17]
-            yield s
+            yield self.add(s)
 
 
 def exact_count(samples: Iterable[dict], quota: int, reserve: int = 8) -> Iterator[dict]:

@@ -32,6 +32,16 @@ class EpochLoader(wds.WebLoader):
         return super().__iter__()
 
 
+def speech_features(manifest: dict, arrays: dict, window: int) -> tuple:
+    """(speech [T, k, 2], window) for CMMM: energy and flux of the identity's log-mel, normalised per
+    clip (hm_talker/preprocess/speech_features.py); (None, 0) without mel features or a window."""
+    if window <= 0 or manifest["features"]["audio"]["kind"] != "mel":
+        return None, 0
+    from hm_talker.preprocess.speech_features import mouth_audio_features
+
+    return mouth_audio_features(arrays["audio"], "energy", arrays["clip_ids"]), window
+
+
 class TalkingHeadDataModule(L.LightningDataModule):
     """Batches of frames with their audio-feature and AU windows.
 
@@ -42,10 +52,11 @@ class TalkingHeadDataModule(L.LightningDataModule):
     """
 
     def __init__(self, root: str, batch_size: int = 4, num_workers: int = 2, window: int = 8,
-                 shuffle_buffer: int = 128, seed: int = 0, val_batch_size: int = 8):
+                 shuffle_buffer: int = 128, seed: int = 0, val_batch_size: int = 8, speech_window: int = 16):
         super().__init__()
         self.root = Path(root)
         self.batch_size, self.num_workers, self.window = batch_size, num_workers, window
+        self.speech_window = speech_window  # frames of speech features for CMMM (0: none)
         self.shuffle_buffer, self.seed, self.val_batch_size = shuffle_buffer, seed, val_batch_size
         self.manifest: dict | None = None
         self._epoch = mp.Value("i", 0)
@@ -59,7 +70,7 @@ class TalkingHeadDataModule(L.LightningDataModule):
         with np.load(self.root / "features.npz", allow_pickle=False) as f:
             self.arrays = {k: f[k] for k in f.files}
         self.windows = stages.Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
-                                      self.window)
+                                      self.window, *speech_features(self.manifest, self.arrays, self.speech_window))
 
     @property
     def world_size(self) -> int:

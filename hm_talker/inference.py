@@ -164,7 +164,14 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
         from datamodules.feature_windows import band_stats
 
         module.cmmm.set_audio_stats(*band_stats(feats))
-    windows = Windows(feats, np.zeros((n, 17), np.float32), np.zeros(n, np.int64), module.cfg.data.window)
+    speech = None
+    if manifest["features"]["audio"]["kind"] == "mel":  # CMMM's speaker-free input (energy, flux)
+        from hm_talker.preprocess.speech_features import mouth_audio_features
+
+        speech = mouth_audio_features(feats, "energy")
+    windows = Windows(feats, np.zeros((n, 17), np.float32), np.zeros(n, np.int64), module.cfg.data.window,
+                      speech, module.cfg.cmmm.net.speech_window)
+    calibrate_to_speech(module, feats, windows, speech is not None)
     frames = IdentityFrames(root, manifest)
     size = manifest["size"]
 
@@ -177,6 +184,9 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
             batch = {key: torch.stack([s[key] for s in samples])
                      for key in ("image", "masks", "extrinsics", "intrinsics", "aus")}
             batch["audio_window"] = torch.from_numpy(np.stack([feats[windows.indices(k)] for k in ks]))
+            if speech is not None:
+                batch["speech_window"] = torch.from_numpy(np.stack([speech[windows.indices(k, windows.speech_window)]
+                                                                    for k in ks]))
             batch = {k: v.to(module.device) for k, v in batch.items()}
             t = time.perf_counter()
             rgb = module.render(batch, module.deform(batch))["rgb"]
@@ -188,6 +198,25 @@ def drive(module, root: Path, manifest: dict, audio_path, out_path, audio_model=
               "render_fps": n / max(render_s, 1e-9), "end_to_end_fps": n / max(total_s, 1e-9),
               **getattr(module, "render_info", {})}
     return report
+
+
+def calibrate_to_speech(module, feats: np.ndarray, windows, has_speech: bool, batch: int = 256) -> None:
+    """CMMM's prediction statistics of the driving speech (a first pass over its windows), so the
+    calibrated AUs of another speaker span the identity's measured range."""
+    import torch
+
+    if not module.cmmm.cfg.calibrate:
+        return
+    n, pred = len(feats), []
+    with torch.no_grad():
+        for k0 in range(0, n, batch):
+            ks = range(k0, min(n, k0 + batch))
+            a = torch.from_numpy(np.stack([feats[windows.indices(k)] for k in ks])).to(module.device)
+            s = (torch.from_numpy(np.stack([windows.speech[windows.indices(k, windows.speech_window)] for k in ks]))
+                 .to(module.device) if has_speech else None)
+            pred.append(module.cmmm(a, s)["raw_aus"])
+    if n > 1:
+        module.cmmm.set_calibration(pred_aus=torch.cat(pred))
 
 
 def add_parser(sub) -> None:

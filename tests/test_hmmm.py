@@ -43,7 +43,7 @@ def _has_grad(net):
 @pytest.mark.parametrize("gate_on", ["gaussian", "token"])
 def test_gates_lie_in_unit_interval_and_both_branches_and_cmmm_learn(identity64, gate_on):
     torch.manual_seed(0)
-    module = _module(identity64, f"hmmm.gate_on={gate_on}")
+    module = _module(identity64, f"hmmm.gate_on={gate_on}", "cmmm.freeze=false", "cmmm.net.au_input=both")
     batch = _batch(identity64)
     # move the zero-initialised heads off zero so gradients reach the fusion and CMMM
     for head in module.head.face_deform.heads() + module.head.mouth_deform.heads():
@@ -56,13 +56,14 @@ def test_gates_lie_in_unit_interval_and_both_branches_and_cmmm_learn(identity64,
             assert g.min() >= 0 and g.max() <= 1 and 0 < g.mean() < 1, (branch, key)
     loss.backward()
     assert _has_grad(module.head.face_deform.fusion) and _has_grad(module.head.mouth_deform.fusion)
-    assert _has_grad(module.cmmm.au_head), "the rendering loss reaches CMMM through the predicted AUs"
+    assert _has_grad(module.cmmm.au_head) and _has_grad(module.cmmm.speech_head), \
+        "the rendering loss reaches CMMM through the predicted AUs"
     assert _has_grad(module.cmmm.audio), "and through the implicit feature"
 
     module.zero_grad()
     loss, _ = _loss(module, batch, MEASURED)
     loss.backward()
-    assert _has_grad(module.cmmm.au_encoder) and not _has_grad(module.cmmm.au_head), \
+    assert _has_grad(module.cmmm.au_encoder) and not _has_grad(module.cmmm.speech_head), \
         "measured AUs: the explicit feature bypasses CMMM's prediction"
 
 

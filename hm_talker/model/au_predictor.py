@@ -2,7 +2,11 @@
 explicit feature; audio / AU windows -> alignment embeddings.
 
 - implicit feature: the `AudioEncoder` over the audio-feature window around a frame ([B, W, k, D] -> [B, C]);
-- AU head: implicit feature -> the 17 OpenFace AU intensities in [0, 5] (a sigmoid times AU_MAX);
+- AU head: the 17 OpenFace AU intensities in [0, 5] (a sigmoid times AU_MAX) from a linear map of the
+  speech window (per-row log energy and spectral flux, z-scored per utterance: the input that transfers
+  best to other speakers, benchmarks/bench_audio_mouth.py) and/or an MLP of the implicit feature
+  (`au_input`); calibration (`calibrate`) maps the current speaker's prediction statistics onto the
+  identity's measured AU statistics, since an audio-only predictor shrinks towards the mean;
 - AU encoder: 17 AUs (or the lower-face subset, zeros elsewhere) -> explicit feature [B, E];
 - alignment: the per-frame audio features of the window and the window of measured AUs are each
   pooled to a unit embedding; their dot product scores how well the sound matches the motion.
@@ -51,7 +55,14 @@ class AUPredictor(nn.Module):
         self.cfg = cfg
         self.audio = AudioEncoder(audio_cfg)
         c = audio_cfg.condition_dim
-        self.au_head = _mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, cfg.dropout)
+        if cfg.au_input not in ("speech", "mel", "both"):
+            raise ValueError(f"au_input must be speech, mel or both, not {cfg.au_input!r}")
+        self.au_head = _mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, cfg.dropout) if cfg.au_input != "speech" else None
+        speech_in = cfg.speech_window * audio_cfg.rows_per_frame * cfg.speech_dim
+        self.speech_head = nn.Linear(speech_in, NUM_AUS) if cfg.au_input != "mel" else None
+        # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
+        for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):
+            self.register_buffer(name, torch.full((NUM_AUS,), value))
         self.au_encoder = _mlp(NUM_AUS, cfg.hidden_dim, cfg.explicit_dim, cfg.au_encoder_layers)
         self.register_buffer("au_mask", au_subset_mask(au_subset), persistent=False)
         # alignment embeddings: audio frames [B, W, C] and AU windows [B, W, 17], each conv + pool
@@ -72,16 +83,40 @@ class AUPredictor(nn.Module):
     def normalise(self, audio_window: Tensor) -> Tensor:  # [B, W, k, D] -> same
         return (audio_window - self.audio_mean) / self.audio_std
 
-    def forward(self, audio_window: Tensor) -> dict[str, Tensor]:
-        """{'implicit': [B, C], 'aus': [B, 17] in [0, 5], 'frames': [B, W, C] per-frame audio features}."""
-        return self.from_frames(self.audio.encode_frames(self.normalise(audio_window)))  # [B, W, C]
+    def forward(self, audio_window: Tensor, speech_window: Tensor | None = None) -> dict[str, Tensor]:
+        """audio [B, W, k, D], speech [B, Ws, k, 2] -> {'implicit': [B, C], 'aus': [B, 17] in [0, 5]
+        (calibrated), 'raw_aus': before calibration, 'frames': [B, W, C] per-frame audio features}."""
+        return self.from_frames(self.audio.encode_frames(self.normalise(audio_window)), speech_window)
 
-    def from_frames(self, frames: Tensor) -> dict[str, Tensor]:  # per-frame audio features [B, W, C]
+    def from_frames(self, frames: Tensor, speech_window: Tensor | None = None) -> dict[str, Tensor]:
         """The implicit feature and the AUs from already encoded frames of the window (see forward)."""
         weights = self.audio.attention(frames)  # [B, W]
         implicit = torch.einsum("bw,bwc->bc", weights, frames)
-        aus = torch.sigmoid(self.au_head(implicit)) * AU_MAX
-        return {"implicit": implicit, "aus": aus, "frames": frames}
+        logits = 0.0
+        if self.au_head is not None:
+            logits = logits + self.au_head(implicit)
+        if self.speech_head is not None:
+            if speech_window is None:
+                raise ValueError("this CMMM reads speech features: the batch has no speech_window")
+            logits = logits + self.speech_head(speech_window.flatten(1))
+        raw = torch.sigmoid(logits) * AU_MAX
+        return {"implicit": implicit, "aus": self.calibrated(raw), "raw_aus": raw, "frames": frames}
+
+    def calibrated(self, aus: Tensor) -> Tensor:  # [B, 17] -> [B, 17] in [0, 5]
+        """Predictions rescaled from the current speaker's statistics to the identity's measured ones."""
+        if not self.cfg.calibrate:
+            return aus
+        return ((aus - self.pred_mean) / self.pred_std.clamp_min(1e-3) * self.meas_std + self.meas_mean).clamp(0, AU_MAX)
+
+    def set_calibration(self, pred_aus: Tensor | None = None, measured_aus: Tensor | None = None) -> None:
+        """Statistics of raw predictions [T, 17] (the speaker being driven) and of measured AUs [T, 17]
+        (the identity); either may be given alone."""
+        if pred_aus is not None:
+            self.pred_mean.copy_(pred_aus.mean(0))
+            self.pred_std.copy_(pred_aus.std(0))
+        if measured_aus is not None:
+            self.meas_mean.copy_(measured_aus.mean(0))
+            self.meas_std.copy_(measured_aus.std(0))
 
     def explicit(self, aus: Tensor) -> Tensor:  # [B, 17] intensities -> [B, E]
         """Explicit feature of AU intensities (the AUs outside the configured subset are zeroed)."""

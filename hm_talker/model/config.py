@@ -97,6 +97,10 @@ class AUPredictorConfig:
     au_encoder_layers: int = 2  # linear layers of the AU encoder (AUs -> explicit feature)
     embed_dim: int = 32  # dim of the alignment embeddings (audio window vs AU window)
     dropout: float = 0.1  # dropout in the AU head (the audio -> AU map over-fits one speaker easily)
+    au_input: str = "speech"  # AU head input: speech (energy/flux window: transfers across speakers), mel (implicit feature) or both
+    speech_window: int = 16  # frames of speech features the AU head reads (16 = 0.64 s; must equal data.speech_window)
+    speech_dim: int = 2  # speech features per 10 ms row (log energy, spectral flux)
+    calibrate: bool = True  # rescale predicted AUs: the speaker's prediction statistics -> the identity's measured ones
 
 
 @dataclass

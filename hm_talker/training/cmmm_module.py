@@ -47,11 +47,11 @@ def cmmm_losses(net: AUPredictor, batch: dict, lc: CMMMLossConfig) -> dict[str, 
         span_frames = net.audio.encode_frames_any(net.normalise(span))  # [B, W + 2M, C]
         w = batch["audio_window"].shape[1]
         m = (span.shape[1] - w) // 2
-        out = net.from_frames(span_frames[:, m:m + w])
+        out = net.from_frames(span_frames[:, m:m + w], batch.get("speech_window"))
     else:
-        out = net(batch["audio_window"])
+        out = net(batch["audio_window"], batch.get("speech_window"))
     weights = torch.as_tensor(lc.au_weights, dtype=out["aus"].dtype, device=out["aus"].device)
-    terms = {"au": au_regression(out["aus"], batch["aus"], weights)}
+    terms = {"au": au_regression(out["raw_aus"], batch["aus"], weights)}  # the predictor itself, uncalibrated
     total = lc.au * terms["au"]
     if use_align:
         b = span.shape[0]
@@ -60,7 +60,7 @@ def cmmm_losses(net: AUPredictor, batch: dict, lc: CMMMLossConfig) -> dict[str, 
         terms["sync_acc"] = (logits.argmax(1) == 0).float().mean().detach()
         total = total + lc.align * terms["align"]
     terms["total"] = total
-    return {**terms, "pred_aus": out["aus"].detach()}
+    return {**terms, "pred_aus": out["raw_aus"].detach()}
 
 
 def pearson(x: Tensor, y: Tensor) -> Tensor:  # [T] x2 -> [] (0 when either is constant)

@@ -109,6 +109,28 @@ def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
     if cfg.cmmm.speaker_norm:
         with np.load(root / "features.npz", allow_pickle=False) as f:
             module.cmmm.set_audio_stats(*band_stats(f["audio"]))
+    calibrate_cmmm(module.cmmm, root, cfg.data.window)
+
+
+def calibrate_cmmm(net, root: Path, window: int) -> None:
+    """Statistics of CMMM's raw predictions and of the measured AUs over the identity's training frames."""
+    import torch
+
+    from datamodules import FeatureWindowDataModule
+
+    dm = FeatureWindowDataModule([str(root)], batch_size=256, window=window, normalise=False,
+                                 speech_window=net.cfg.speech_window)
+    dm.setup()
+    loader = torch.utils.data.DataLoader(dm._loader("train", False).dataset, batch_size=256)
+    was_training = net.training
+    net.eval()
+    pred, meas = [], []
+    with torch.no_grad():
+        for b in loader:
+            pred.append(net(b["audio_window"], b.get("speech_window"))["raw_aus"])
+            meas.append(b["aus"])
+    net.train(was_training)
+    net.set_calibration(torch.cat(pred), torch.cat(meas))
 
 
 def _make_checkpoint_callback(dirpath: Path, every: int):
@@ -223,7 +245,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
     dm = _DataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
-                               val_batch_size=cfg.data.val_batch_size)
+                               val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window)
 
     mode = wandb_mode(cfg.run.wandb_mode)
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -44,7 +44,7 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
                         config_dict=config_dict or OmegaConf.to_container(OmegaConf.structured(cfg)))
     dm = FeatureWindowDataModule(list(cfg.data.roots), batch_size=cfg.data.batch_size, window=cfg.data.window,
                                  shifts=list(cfg.cmmm.loss.shifts), normalise=cfg.cmmm.speaker_norm, seed=cfg.seed,
-                                 num_workers=cfg.data.num_workers)
+                                 num_workers=cfg.data.num_workers, speech_window=cfg.cmmm.net.speech_window)
     t = cfg.trainer
     trainer = L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=1, logger=logger,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

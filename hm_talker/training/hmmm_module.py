@@ -145,7 +145,7 @@ class HMMMModule(L.LightningModule):
     def conditions(self, batch: dict, source: str = PREDICTED) -> dict:
         """CMMM on the audio window -> implicit feature, predicted AUs, and the explicit feature of
         `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1]."""
-        out = self.cmmm(batch["audio_window"])
+        out = self.cmmm(batch["audio_window"], batch.get("speech_window"))
         mode = self.cfg.hmmm.mode
         implicit = out["implicit"] if mode != "explicit" else torch.zeros_like(out["implicit"])
         explicit = None
@@ -154,7 +154,7 @@ class HMMMModule(L.LightningModule):
             explicit = self.cmmm.explicit(aus)
         upper_src = batch["aus"] if self.cfg.hmmm.upper_au_source == "frames" else out["aus"]
         return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
-                "pred_aus": out["aus"]}
+                "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
 
     def deform(self, batch: dict, source: str = PREDICTED, face_grad: bool = True) -> dict:
         """Deformed Gaussians of both branches for every frame of the batch ([B, N, *]).
@@ -191,7 +191,7 @@ class HMMMModule(L.LightningModule):
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
         if not self.cfg.cmmm.freeze and self.cfg.cmmm.au_loss > 0:
             weights = torch.as_tensor(self.cfg.cmmm.loss.au_weights, dtype=batch["aus"].dtype, device=self.device)
-            terms["cmmm_au"] = au_regression(deformed["conditions"]["pred_aus"], batch["aus"], weights)
+            terms["cmmm_au"] = au_regression(deformed["conditions"]["raw_aus"], batch["aus"], weights)
             terms["total"] = terms["total"] + self.cfg.cmmm.au_loss * terms["cmmm_au"]
         opt.zero_grad(set_to_none=True)
         self.manual_backward(terms["total"])
