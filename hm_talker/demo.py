@@ -36,11 +36,7 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
 
     run_dir = out / "runs" / "demo"
     last = run_dir / "checkpoints" / "last.ckpt"
-    overrides = [f"data.root={ident}", f"run.dir={out / 'runs'}", "run.name=demo",
-                 f"trainer.max_steps={steps}", "trainer.val_every=100", "trainer.checkpoint_every=100",
-                 "data.num_workers=0", "model.gaussians.num_face=1000", "model.gaussians.num_mouth=150",
-                 "schedule.mouth_warmup_steps=50", "strategy.refine_start=50", "strategy.refine_every=100",
-                 "strategy.refine_stop=201"]
+    overrides = demo_overrides(ident, out / "runs", "demo", steps)
     import torch
 
     done = last.is_file() and torch.load(last, weights_only=True)["global_step"] >= steps
@@ -64,6 +60,15 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
           f"synthetic face saying the same speech (1 = learned; {out / 'evaluation' / 'metrics.md'})", flush=True)
     return {"clip": clip_path, "identity": ident, "checkpoint": last, "video": Path(r["video"]),
             "reference": reference, "metrics": m}
+
+
+def demo_overrides(ident: Path, runs: Path, name: str, steps: int) -> list[str]:
+    """The demo's fit settings: the full model (experiments/hm_talker.yaml) sized for a CPU minute."""
+    return [f"data.root={ident}", f"run.dir={runs}", f"run.name={name}",
+            f"trainer.max_steps={steps}", "trainer.val_every=100", "trainer.checkpoint_every=100",
+            "data.num_workers=0", "model.gaussians.num_face=1000", "model.gaussians.num_mouth=150",
+            "schedule.mouth_warmup_steps=50", "strategy.refine_start=50", "strategy.refine_every=100",
+            "strategy.refine_stop=201", "cmmm.pretrain_steps=300"]
 
 
 def measure_lip_sync(ckpt: Path, reference: Path, out: Path) -> dict:
