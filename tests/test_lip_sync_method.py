@@ -4,11 +4,14 @@ same budget without SFP (measured AUs only in training), driven the same way (CM
 lower. Slow: two fits of the demo's size."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hm_talker.demo import demo_overrides, measure_lip_sync, run_demo
 
 MIN_MOUTH_R, AMP_RANGE = 0.7, (0.6, 1.4)  # issue 9's bounds
+NO_SFP = Path(__file__).resolve().parents[1] / "experiments" / "ablations" / "no_sfp.yaml"
 
 
 @pytest.mark.slow
@@ -18,7 +21,7 @@ def test_full_model_follows_held_out_speech_and_beats_no_sfp(tmp_path):
     demo = run_demo(tmp_path / "demo")  # the full model, its lip sync measured against the reference
     full = demo["metrics"]
     runs = tmp_path / "demo" / "runs"
-    fit("experiments/ablations/no_sfp.yaml", demo_overrides(demo["identity"], runs, "no_sfp", 300), False)
+    fit(str(NO_SFP), demo_overrides(demo["identity"], runs, "no_sfp", 300), False)
     no_sfp = measure_lip_sync(runs / "no_sfp" / "checkpoints" / "last.ckpt", demo["reference"], tmp_path / "no_sfp")
     print(f"full: mouth_r {full['mouth_r']:.3f} mouth_amp {full['mouth_amp']:.3f}; "
           f"no SFP: mouth_r {no_sfp['mouth_r']:.3f} mouth_amp {no_sfp['mouth_amp']:.3f}")
