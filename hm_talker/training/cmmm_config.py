@@ -29,7 +29,7 @@ class CMMMLossConfig:
 class CMMMConfig:
     """The CMMM inside an identity's fit: where it comes from and how it trains there."""
     ckpt: str = ""  # stage-1 checkpoint to load (hm-talker fit-cmmm); "" = stage 1 on this identity first
-    freeze: bool = True  # keep CMMM (and its calibration) fixed in the fit; false: fine-tuned by the rendering loss + its AU loss
+    freeze: bool = True  # keep the audio -> AU map (and its calibration) fixed in the fit; false: fine-tuned by the rendering loss + its AU loss
     pretrain_steps: int = 500  # stage-1 steps on this identity's features when ckpt is "" (0 = none)
     pretrain_batch_size: int = 32  # frames per stage-1 step
     au_loss: float = 0.1  # weight of the AU regression loss inside the fit (keeps predictions meaning AUs)

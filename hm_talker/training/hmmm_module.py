@@ -58,8 +58,9 @@ class HMMMModule(L.LightningModule):
         render_cfg = RenderConfig(backend=cfg.model.render_backend, tile_size=cfg.model.tile_size)
         self.head = GaussianHead(cfg.model.gaussians, cfg.model.deformation, cfg.hmmm, mean_shape, cfg.seed, render_cfg)
         self.cmmm = AUPredictor(cfg.model.audio, cfg.cmmm.net, cfg.hmmm.explicit_aus)
-        if cfg.cmmm.freeze:
+        if cfg.cmmm.freeze:  # the audio -> AU map stays; the AU encoder (explicit feature) is HMMM's to learn
             self.cmmm.requires_grad_(False)
+            self.cmmm.au_encoder.requires_grad_(True)
         # one densification strategy per branch (head units: scene_scale 1); state saved in checkpoints
         self.strategies = {name: DensifyStrategy(strategy_config(cfg.strategy, i), scene_scale=1.0)
                            for i, name in enumerate(BRANCHES)}
@@ -121,9 +122,8 @@ class HMMMModule(L.LightningModule):
             rest = [p for n, p in net.named_parameters() if "encoding" not in n]
             groups.append({"params": grids, "lr": o.lr_grids, "name": f"{net_name}.grids", "base_lr": o.lr_grids})
             groups.append({"params": rest, "lr": o.lr_networks, "name": f"{net_name}.mlp", "base_lr": o.lr_networks})
-        if not self.cfg.cmmm.freeze:
-            groups.append({"params": list(self.cmmm.parameters()), "lr": self.cfg.cmmm.lr, "name": "cmmm",
-                           "base_lr": self.cfg.cmmm.lr})
+        cmmm = [p for p in self.cmmm.parameters() if p.requires_grad]  # all, or the AU encoder when frozen
+        groups.append({"params": cmmm, "lr": self.cfg.cmmm.lr, "name": "cmmm", "base_lr": self.cfg.cmmm.lr})
         return groups
 
     def configure_optimizers(self):
