@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_infer(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    from hm_talker.launch.cli import add_parser as _add_sweep
+
+    _add_sweep(sub)
     return parser
 
 
