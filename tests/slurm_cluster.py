@@ -20,6 +20,7 @@ from pathlib import Path
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "munged"]
 CPUS_PER_NODE = 1  # 2 fake nodes x 1 CPU = the machine's 2 cores; never ask a job for more
+MEM_PER_NODE_MB = 4000  # what each fake node offers; jobs ask for --mem=1G
 
 
 def _free_port() -> int:
@@ -116,7 +117,7 @@ class SlurmCluster:
             "SchedulerParameters=defer_batch=0",
         ]
         for n in self.nodes:
-            lines.append(f"NodeName={n} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={CPUS_PER_NODE} State=UNKNOWN")
+            lines.append(f"NodeName={n} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={CPUS_PER_NODE} RealMemory={MEM_PER_NODE_MB} State=UNKNOWN")
         lines.append(f"PartitionName=debug Nodes={','.join(self.nodes)} Default=YES MaxTime=INFINITE State=UP")
         for d in ("state", "spool"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
