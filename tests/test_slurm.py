@@ -22,7 +22,7 @@ FAKE = ["--cpus-per-task=1", "--mem=1G", "--gres=none", "--time=30"]
 
 def _job_env(cluster, **extra) -> dict:
     env = {k: v for k, v in cluster.env().items() if not k.startswith("WANDB_SERVICE")}
-    env.update(PYTHONPATH=str(REPO), WANDB_MODE="offline", HM_TALKER_PYTHON=sys.executable, **extra)
+    env.update({"PYTHONPATH": str(REPO), "WANDB_MODE": "offline", "HM_TALKER_PYTHON": sys.executable, **extra})
     return env
 
 
