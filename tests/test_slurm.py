@@ -103,6 +103,17 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
     step = _ckpt_step(last)
     assert 4 <= step < n, f"no mid-run checkpoint (step {step})"
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_cluster.env(), check=True)
+    # slurmctld holds a requeued job back for a while (its begin time; minutes): start it now
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        show = subprocess.run(["scontrol", "-o", "show", "job", job], env=slurm_cluster.env(),
+                              capture_output=True, text=True).stdout
+        if "Restarts=1" in show and "JobState=PENDING" in show:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env())
+            break
+        if "JobState=COMPLETED" in show or "JobState=FAILED" in show:
+            break
+        time.sleep(0.5)
     assert slurm_cluster.wait(job, timeout=900) == ["COMPLETED"], out.read_text()[-3000:]
 
     show = subprocess.run(["scontrol", "-o", "show", "job", job], env=slurm_cluster.env(),
