@@ -171,9 +171,6 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     from hm_talker.launch.preempt import Preemption
 
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
-    if cfg.trainer.devices * cfg.trainer.num_nodes > 1 and cfg.strategy.enabled:
-        # per-rank densification would give each rank a different Gaussian set under DDP
-        raise InputError(None, "trainer.devices > 1 needs strategy.enabled=false (densification is single-device)")
     name = run_name(cfg)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
@@ -191,6 +188,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     from lightning.pytorch.loggers import WandbLogger
     from lightning.pytorch.utilities import rank_zero_only
 
+    from hm_talker.training.ddp_gaussians import DistributedGaussians
     from hm_talker.training.module import TalkingHeadModule
     from hm_talker.training.val_video import ValidationVideo
 
@@ -224,7 +222,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
-                                  preemption, *(callbacks or [])],
+                                  preemption, DistributedGaussians(), *(callbacks or [])],
         plugins=slurm_env.plugins(),
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
