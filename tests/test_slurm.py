@@ -132,8 +132,8 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
 
 
 def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity64, tmp_path):
-    """slurm/train_multinode.sbatch on 2 fake nodes x 1 task: DDP over both, identical parameters on the
-    ranks, one run directory, one W&B run, one summary (rank zero writes)."""
+    """slurm/train_multinode.sbatch on 2 fake nodes x 1 task, densification on: DDP over both, identical
+    parameters (Gaussians included) on the ranks, one run directory, one W&B run, one summary."""
     out = tmp_path / "ranks"
     out.mkdir()
     # the template runs `$HM_TALKER_PYTHON -m hm_talker.cli fit ARGS`: this stand-in runs the same fit
@@ -147,7 +147,8 @@ def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity
     log = tmp_path / "mn.out"
     job = slurm_cluster.sbatch(*FAKE, "--nodes=2", "--ntasks-per-node=1", f"--output={log}",
                                "slurm/train_multinode.sbatch", *_tiny(identity64, runs), "run.name=mn",
-                               "strategy.enabled=false", cwd=REPO, env=env)
+                               "strategy.refine_start=2", "strategy.refine_every=3", "strategy.grad_threshold=1e-5",
+                               "strategy.reset_every=0", cwd=REPO, env=env)
     assert slurm_cluster.wait(job, timeout=900) == ["COMPLETED"], log.read_text()[-3000:]
 
     where = [json.loads((out / f"rank{r}.where.json").read_text()) for r in range(2)]
@@ -159,3 +160,4 @@ def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity
     assert len(list((runs / "mn" / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank zero
     summary = json.loads((runs / "mn" / "summary.json").read_text())
     assert summary["global_step"] == 4 and summary["config"]["trainer.num_nodes"] == 2
+    assert summary["num_gaussians"]["face"] > 300  # densified at step 3, identically on both nodes
