@@ -74,3 +74,35 @@ def test_wandb_launcher_offline_is_one_line_exit_2():
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.startswith("hm-talker:")]
     assert len(lines) == 1 and "W&B server" in lines[0]
+
+
+def test_compare_sweep_rows_per_configuration_flags_missing_seeds(tmp_path):
+    """`compare --sweep`: one row per configuration with the mean over its seeds, the best one named,
+    and a configuration with a seed missing flagged in its row instead of averaged as complete."""
+    import json
+
+    from hm_talker.launch.sweep import write_plan
+
+    spec = load_spec(REPO / "sweeps" / "smoke_cpu.yaml")
+    spec["parameters"]["seed"] = {"values": [0, 1]}
+    runs = expand(spec, [f"run.dir={tmp_path}"])
+    write_plan(spec, runs, [f"run.dir={tmp_path}"], None)
+    psnr = {(0.0, 0): 20.0, (0.0, 1): 22.0, (0.2, 0): 25.0}  # (dssim, seed) -> psnr_val; (0.2, 1) unfinished
+    for r in runs:
+        key = (r.params["loss.dssim"], r.params["seed"])
+        if key in psnr:
+            (tmp_path / r.name).mkdir()
+            (tmp_path / r.name / "summary.json").write_text(json.dumps(
+                {"name": r.name, "group": "smoke-cpu", "seed": key[1], "config": {},
+                 "metrics": {"psnr_val": psnr[key]}}))
+    out = tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "compare", "--sweep", "smoke-cpu", "--runs",
+                        str(tmp_path), "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    table = json.loads((out / "comparison.json").read_text())
+    assert table["groups"] == ["loss.dssim=0.0", "loss.dssim=0.2 [1/2 seeds]"]
+    assert table["stats"]["loss.dssim=0.0"]["psnr_val"]["mean"] == 21.0
+    assert abs(table["stats"]["loss.dssim=0.0"]["psnr_val"]["std"] - 2 ** 0.5) < 1e-9
+    assert "incomplete: loss.dssim=0.2: 1 of 2 seeds finished" in r.stdout
+    assert "best configuration by psnr_val (maximize): loss.dssim=0.2 [1/2 seeds]" in r.stdout
+    assert (out / "metric_psnr_val.png").is_file()

@@ -176,7 +176,7 @@ def write_plan(spec: dict, runs: list[SweepRunSpec], extra: list[str], config: s
     path = _run_dir_root(extra) / "sweeps" / f"{spec['name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"name": spec["name"], "config": config, "runs": [asdict(r) for r in runs]},
+    tmp.write_text(json.dumps({"name": spec["name"], "config": config, "metric": spec.get("metric"), "runs": [asdict(r) for r in runs]},
                               indent=2))
     os.replace(tmp, path)
     return path.resolve()
