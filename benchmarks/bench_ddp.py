@@ -4,8 +4,8 @@ all-reduced per step, and the measured all-reduce time of that many bytes betwee
 usage: python benchmarks/bench_ddp.py [--size 64] [--steps 40] [--num-face 2000]
 Makes a synthetic identity, trains `--steps` steps with trainer.devices=1 and =2 (densification off in
 both: it is single-device today; batch 2 per process, so the 2-process step trains 4 frames), times
-the second half of the steps on rank zero, and prints a markdown table. Each process gets
-cores / processes torch threads, so the 2-process run shares the same cores as the 1-process run.
+the second half of the steps on rank zero, and prints a markdown table. Rows: 1 process on all cores,
+1 process on half of them, 2 processes on half each (the same cores as the first row).
 """
 from __future__ import annotations
 
@@ -91,12 +91,12 @@ def main():
     print("| processes | threads each | step ms | steps/s | frames/s | speed-up (frames/s) |")
     print("|---:|---:|---:|---:|---:|---:|")
     base, grad_numel = None, 0
-    for procs in (1, 2):
-        out = tmp / f"t{procs}.json"
+    for procs, threads in ((1, cores), (1, max(1, cores // 2)), (2, max(1, cores // 2))):
+        out = tmp / f"t{procs}-{threads}.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
-        env.update(OMP_NUM_THREADS=str(max(1, cores // procs)), WANDB_MODE="disabled",
+        env.update(OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled",
                    PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
-        overrides = [f"data.root={ident}", f"run.dir={tmp / 'runs'}", f"run.name=p{procs}",
+        overrides = [f"data.root={ident}", f"run.dir={tmp / 'runs'}", f"run.name=p{procs}t{threads}",
                      f"trainer.max_steps={args.steps}", f"trainer.devices={procs}", "trainer.accelerator=cpu",
                      "data.num_workers=0", "trainer.val_every=100000", "trainer.checkpoint_every=100000",
                      "trainer.limit_val_batches=1", "strategy.enabled=false",
@@ -109,7 +109,7 @@ def main():
         fps = 2 * procs / step
         base = base or fps
         grad_numel = r["grad_numel"]
-        print(f"| {procs} | {max(1, cores // procs)} | {step * 1e3:.0f} | {1 / step:.2f} | {fps:.1f} | "
+        print(f"| {procs} | {threads} | {step * 1e3:.0f} | {1 / step:.2f} | {fps:.1f} | "
               f"{fps / base:.2f} |")
     ar = allreduce_seconds(grad_numel)
     print(f"\ngradient all-reduced per step: {grad_numel} float32 = {grad_numel * 4 / 2**20:.2f} MiB; "
