@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -78,6 +79,7 @@ def test_distributed_statistics_equal_one_process_on_the_global_batch(tmp_path):
     assert torch.allclose(r0["means"], model.means.detach(), atol=1e-6, rtol=0)  # the split draws match too
 
 
+@pytest.mark.slow  # about a minute (the 2-node SLURM test covers the same under `-m slurm`)
 def test_two_process_ddp_with_densification_keeps_identical_gaussians(identity64, tmp_path):
     """`fit trainer.devices=2` with densification on (real DDP, gloo): the Gaussians grow and both ranks
     end bit-identical (every parameter, also after the parameter set changed twice)."""

@@ -106,3 +106,27 @@ def test_compare_sweep_rows_per_configuration_flags_missing_seeds(tmp_path):
     assert "incomplete: loss.dssim=0.2: 1 of 2 seeds finished" in r.stdout
     assert "best configuration by psnr_val (maximize): loss.dssim=0.2 [1/2 seeds]" in r.stdout
     assert (out / "metric_psnr_val.png").is_file()
+
+
+@pytest.mark.slow
+def test_local_launcher_runs_each_configuration_then_skips_them(identity64, tmp_path):
+    """`sweep --launcher local`: both runs train (their own config each), a second call trains nothing."""
+    import json
+    import os
+
+    from conftest import SMALL
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: local-test\nmethod: grid\nparameters:\n  loss.dssim: {values: [0.0, 0.2]}\n")
+    args = [str(spec), f"data.root={identity64}", f"run.dir={tmp_path}", "trainer.max_steps=2",
+            "trainer.val_every=2", "trainer.limit_val_batches=1", *SMALL, "--launcher", "local"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "sweep", *args], capture_output=True, text=True,
+                       timeout=900, cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2/2 runs finished" in r.stdout
+    summaries = [json.loads(p.read_text()) for p in tmp_path.glob("local-test-*/summary.json")]
+    assert sorted(s["config"]["loss.dssim"] for s in summaries) == [0.0, 0.2]
+    r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "sweep", *args], capture_output=True, text=True,
+                       timeout=900, cwd=REPO, env=env)
+    assert r.returncode == 0 and r.stdout.count(": finished") == 2, r.stdout
