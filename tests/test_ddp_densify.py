@@ -98,3 +98,25 @@ def test_two_process_ddp_with_densification_keeps_identical_gaussians(identity64
     assert ckpt["global_step"] == 8
     assert ckpt["num_gaussians"]["face"] > 300  # densified at steps 3 and 6 (from 300)
     assert ckpt["state_dict"]["face.means"].shape[0] == ckpt["num_gaussians"]["face"]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_resume_with_densification_is_exact(identity64, tmp_path):
+    """8 DDP steps in one go == 4 steps, stop, --resume to 8 (densification at steps 3 and 6 on the
+    global statistics, which the checkpoint carries across the resume)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    common = [f"data.root={identity64}", f"run.dir={tmp_path}", "trainer.devices=2", "trainer.val_every=1000",
+              "trainer.checkpoint_every=1000", "trainer.limit_val_batches=1", *SMALL, "optim.decay_steps=8",
+              "strategy.refine_start=2", "strategy.refine_every=3", "strategy.grad_threshold=1e-5",
+              "strategy.reset_every=0", "schedule.mouth_warmup_steps=2"]
+    exe = [sys.executable, "-m", "hm_talker.cli", "-q", "fit", *common]
+    for extra in (["run.name=full", "trainer.max_steps=8"], ["run.name=split", "trainer.max_steps=4"],
+                  ["run.name=split", "trainer.max_steps=8", "--resume"]):
+        r = subprocess.run(exe + extra, capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 8
+    assert a["num_gaussians"] == b["num_gaussians"] and a["num_gaussians"]["face"] > 300
+    for key, va in a["state_dict"].items():
+        assert torch.allclose(va, b["state_dict"][key], atol=1e-6, rtol=0), key
