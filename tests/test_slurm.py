@@ -4,7 +4,6 @@ Run with `pytest -m slurm` (root; SLURM is installed with apt where missing)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
