@@ -124,11 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_infer(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    from hm_talker.launch.cli import add_parser as _add_sweep
+
+    _add_sweep(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command == "compare":  # REMAINDER misses a leading option (compare --sweep N)
+        args.args = unknown + args.args
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="hm-talker: %(levelname)s: %(message)s")
     try:

@@ -399,9 +399,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb-project", help="read runs from this W&B project instead (online)")
     parser.add_argument("--wandb-entity")
     parser.add_argument("--group", help="with --wandb-project: only this group")
+    parser.add_argument("--sweep", help="one row per configuration of this `hm-talker sweep` (offline)")
+    parser.add_argument("--runs", default="runs", help="with --sweep: the sweep's run.dir (default runs)")
     args = parser.parse_args(argv)
     try:
-        if args.wandb_project:
+        if args.sweep:
+            from hm_talker.launch.compare_sweep import compare_sweep
+            compare_sweep(args.sweep, args.runs, args.out, args.metrics)
+        elif args.wandb_project:
             records = load_wandb_runs(args.wandb_project, args.group, args.wandb_entity)
             compare_records(records, args.out, args.metrics)
         else:

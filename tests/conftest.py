@@ -66,6 +66,7 @@ SMALL = [
     "model.gaussians.num_mouth=50",
     "data.num_workers=0",
     "data.batch_size=2",
+    "cmmm.pretrain_steps=20",  # CMMM stage 1: a few steps (its quality has tests of its own)
 ]
 
 
@@ -88,3 +89,28 @@ def trained_ckpt(tmp_path_factory, identity64):
     run = fit(None, [f"data.root={identity64}", f"run.dir={tmp_path_factory.mktemp('runs')}",
                      "run.name=brief", "trainer.max_steps=20", *SMALL], False)
     return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real SLURM (munged, slurmctld, two fake nodes n1, n2 of 1 CPU each) for the session; skipped
+    with the reason where it cannot run (not root, no apt). Stopped by process id at the end."""
+    import shutil
+    import tempfile
+
+    from slurm_cluster import SlurmCluster, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    # not under pytest's 0700 temp root: munged (user munge) must traverse the socket's parents
+    root = Path(tempfile.mkdtemp(prefix="hm-slurm-"))
+    cluster = SlurmCluster(root)
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 (a machine that cannot run the daemons: skip with why)
+        cluster.stop()
+        pytest.skip(f"could not start SLURM: {exc}")
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,10 @@
 """Run by test_fit.py: `fit` with trainer.devices=2 (real DDP, gloo on the CPU); every rank writes the
-sum of each of its parameters to OUT/rank{r}.json at the end, to check the replicas stayed equal.
+sum of each of its parameters to OUT/rank{r}.json at the end, to check the replicas stayed equal
+(and its world size and SLURM node to OUT/rank{r}.where.json).
 usage: python tests/ddp_fit.py OUT key=value ...
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +20,9 @@ class DumpParams(L.Callback):
     def on_train_end(self, trainer, pl_module):
         sums = {k: float(v.double().sum()) for k, v in pl_module.state_dict().items() if v.is_floating_point()}
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(sums))
+        where = {"world_size": trainer.world_size, "node": os.environ.get("SLURMD_NODENAME", ""),
+                 "num_nodes": trainer.num_nodes}
+        (self.out / f"rank{trainer.global_rank}.where.json").write_text(json.dumps(where))
 
 
 if __name__ == "__main__":

@@ -239,6 +239,4 @@ def test_two_process_ddp_fit_on_the_cpu(identity64, tmp_path):
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["metrics"]["psnr_val"] > 10
-    r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "-q", "fit", *args, "run.name=ddp2"],
-                       capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 2 and "densification is single-device" in r.stderr
+    # densification under DDP: tests/test_ddp_densify.py

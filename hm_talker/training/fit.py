@@ -210,13 +210,15 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
 
-    if cfg.trainer.devices > 1 and cfg.strategy.enabled:
-        # per-rank densification would give each rank a different Gaussian set under DDP
-        raise InputError(None, "trainer.devices > 1 needs strategy.enabled=false (densification is single-device)")
+    from hm_talker.launch import slurm_env
+    from hm_talker.launch.preempt import Preemption
+
+    cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
     name = run_name(cfg)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / LAST
+    resume = slurm_env.auto_resume(resume, last)  # a requeued SLURM job continues its checkpoint
     if resume and not last.is_file():
         raise InputError(last, "nothing to resume (no checkpoint)")
     if not resume and last.is_file():
@@ -227,13 +229,16 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     import numpy as np
     import torch
     from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.utilities import rank_zero_only
 
+    from hm_talker.training.ddp_gaussians import DistributedGaussians
     from hm_talker.training.hmmm_module import HMMMModule
     from hm_talker.training.val_video import ValidationVideo
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
-    OmegaConf.save(cfg, run_dir / "config.yaml")
+    if rank_zero_only.rank == 0:  # one writer per job, not per rank
+        OmegaConf.save(cfg, run_dir / "config.yaml")
     with np.load(root / "features.npz", allow_pickle=False) as f:
         mean_shape = f["mean_shape"]
     module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
@@ -253,6 +258,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
                          tags=list(cfg.run.tags) or None, save_dir=str(run_dir), mode=mode,
                          resume="allow", config=flat)
     t = cfg.trainer
+    preemption = Preemption()
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices,
         # DDP must allow unused parameters: the face deformation sits out the mouth warm-up
@@ -260,7 +266,8 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
-                                  *(callbacks or [])],
+                                  preemption, DistributedGaussians(), *(callbacks or [])],
+        plugins=slurm_env.plugins(),
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,
@@ -268,6 +275,9 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     )
     torch.set_float32_matmul_precision("high")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    if preemption.requested:  # stopped by the requeue signal: no validation or summary yet
+        preemption.requeue(trainer, logger)
+        return run_dir
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
