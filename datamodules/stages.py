@@ -167,9 +167,10 @@ class Windows:
     `speech` (per-frame speaker-normalised speech features, [T, k, 2]) also its wider window."""
 
     def __init__(self, audio: np.ndarray, aus: np.ndarray, clip_ids: np.ndarray, window: int,
-                 speech: np.ndarray | None = None, speech_window: int = 0):
+                 speech: np.ndarray | None = None, speech_window: int = 0, lip_motion: np.ndarray | None = None):
         self.audio, self.aus, self.window = audio, aus, window
         self.speech, self.speech_window = speech, speech_window
+        self.lip_motion = lip_motion  # [T, L, 3] lower-face landmark displacement in the head frame
         edges = np.flatnonzero(np.diff(clip_ids)) + 1
         starts = np.concatenate([[0], edges])
         ends = np.concatenate([edges, [len(clip_ids)]])
@@ -187,6 +188,8 @@ class Windows:
         s["aus_window"] = torch.from_numpy(self.aus[idx])  # [W, 17]
         if self.speech is not None and self.speech_window > 0:
             s["speech_window"] = torch.from_numpy(self.speech[self.indices(s["frame"], self.speech_window)])  # [Ws, k, 2]
+        if self.lip_motion is not None:
+            s["lip_motion"] = torch.from_numpy(self.lip_motion[s["frame"]])  # [L, 3]
         return s
 
     def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:

@@ -42,6 +42,17 @@ def speech_features(manifest: dict, arrays: dict, window: int) -> tuple:
     return mouth_audio_features(arrays["audio"], "energy", arrays["clip_ids"]), window
 
 
+def lip_motion(arrays: dict, size: int) -> np.ndarray:  # -> [T, L, 3]
+    """Displacement of the lower-face landmarks (lips, jaw) from the identity's mean shape, per frame,
+    in the head frame (pose removed by the same similarity fit as preprocessing; eye distance 1)."""
+    from hm_talker.constants import LOWER_FACE_LANDMARKS
+    from hm_talker.preprocess.pose import head_poses
+
+    shape = arrays["mean_shape"]
+    canon = head_poses(arrays["landmarks"], shape, size, 2.0, 0.0)[2]  # focal does not change `canon`
+    return (canon[:, LOWER_FACE_LANDMARKS] - shape[LOWER_FACE_LANDMARKS]).astype(np.float32)
+
+
 class TalkingHeadDataModule(L.LightningDataModule):
     """Batches of frames with their audio-feature and AU windows.
 
@@ -70,7 +81,8 @@ class TalkingHeadDataModule(L.LightningDataModule):
         with np.load(self.root / "features.npz", allow_pickle=False) as f:
             self.arrays = {k: f[k] for k in f.files}
         self.windows = stages.Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
-                                      self.window, *speech_features(self.manifest, self.arrays, self.speech_window))
+                                      self.window, *speech_features(self.manifest, self.arrays, self.speech_window),
+                                      lip_motion=lip_motion(self.arrays, int(self.manifest["size"])))
 
     @property
     def world_size(self) -> int:

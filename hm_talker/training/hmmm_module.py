@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hm_talker.constants import AU_MAX, AU_NAMES
+from hm_talker.constants import AU_MAX, AU_NAMES, LOWER_FACE_LANDMARKS
 from hm_talker.model.au_predictor import AUPredictor
 from hm_talker.model.head import BRANCHES, GaussianHead
 from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig
@@ -31,7 +31,7 @@ from hm_talker.training import rng_state
 from hm_talker.training.cmmm_module import au_regression
 from hm_talker.training.config import FitConfig
 from hm_talker.training.densify import densify_branches, strategy_config
-from hm_talker.training.losses import dilate, masked_psnr, render_losses
+from hm_talker.training.losses import dilate, lip_motion_loss, masked_psnr, render_losses
 from hm_talker.training.sfp import MEASURED, PREDICTED, SFPSchedule
 
 GAUSSIAN_PARAMS = GaussianModel.BASE_PARAMS  # means, quats, log_scales, opacity_logits, sh0, shN
@@ -55,6 +55,9 @@ class HMMMModule(L.LightningModule):
         if cfg.hmmm.upper_au_source not in ("frames", "predicted"):
             raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {cfg.hmmm.upper_au_source!r}")
         self.upper_au_idx = [AU_NAMES.index(a) for a in cfg.model.upper_aus]
+        # canonical lip / jaw landmarks: the anchors of the landmark-motion loss
+        anchors = torch.as_tensor(np.asarray(mean_shape)[LOWER_FACE_LANDMARKS], dtype=torch.float32)
+        self.register_buffer("lip_anchors", anchors, persistent=False)
         render_cfg = RenderConfig(backend=cfg.model.render_backend, tile_size=cfg.model.tile_size)
         self.head = GaussianHead(cfg.model.gaussians, cfg.model.deformation, cfg.hmmm, mean_shape, cfg.seed, render_cfg)
         self.cmmm = AUPredictor(cfg.model.audio, cfg.cmmm.net, cfg.hmmm.explicit_aus)
@@ -189,6 +192,10 @@ class HMMMModule(L.LightningModule):
         deformed = self.deform(batch, source=source, face_grad=face_grad)
         out = self.render(batch, deformed)
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
+        if self.cfg.loss.lip_motion > 0 and "lip_motion" in batch:
+            terms["lip_motion"] = lip_motion_loss(self.face.means, deformed["face_out"].d_xyz, self.lip_anchors,
+                                                  batch["lip_motion"], self.cfg.loss.lip_motion_radius)
+            terms["total"] = terms["total"] + self.cfg.loss.lip_motion * terms["lip_motion"]
         if not self.cfg.cmmm.freeze and self.cfg.cmmm.au_loss > 0:
             weights = torch.as_tensor(self.cfg.cmmm.loss.au_weights, dtype=batch["aus"].dtype, device=self.device)
             terms["cmmm_au"] = au_regression(deformed["conditions"]["raw_aus"], batch["aus"], weights)

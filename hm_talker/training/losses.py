@@ -107,3 +107,16 @@ def render_losses(lc, batch: dict, out: dict, deformed: dict, step: int, seed: i
         total = total + lc.lpips_patch * terms["lpips_patch"]
     terms["total"] = total
     return terms
+
+
+def lip_motion_loss(means: Tensor, d_xyz: Tensor, anchors: Tensor, motion: Tensor, radius: float) -> Tensor:
+    """Mean squared (x, y) error between the deformation of the face Gaussians near a lower-face landmark
+    and that landmark's measured displacement in the frame (our choice: a geometric prior that gives the
+    lip motion a direct target on a CPU budget).
+
+    means [N, 3] canonical face centres, d_xyz [B, N, 3] their offsets, anchors [L, 3] the landmarks'
+    canonical positions, motion [B, L, 3] their displacements; head units squared."""
+    dist, nearest = torch.cdist(means.detach(), anchors).min(1)  # [N], [N]
+    near = (dist < radius).to(d_xyz.dtype)  # [N]; weights, not indexing: no host sync
+    err = (d_xyz[..., :2] - motion[:, nearest, :2]).pow(2).sum(-1)  # [B, N]
+    return (err * near).sum() / (near.sum() * err.shape[0] * 2).clamp_min(1.0)
