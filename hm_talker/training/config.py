@@ -95,7 +95,7 @@ class DensifyConfig:
     refine_start: int = 100  # first step (exclusive) at which Gaussians may be densified / pruned
     refine_stop: int = 2000  # from this step on: no statistics, refinement or opacity reset (the last clones settle)
     refine_every: int = 100  # steps between two refinements
-    reset_every: int = 3000  # steps between opacity resets (0 = never; only before refine_stop)
+    reset_every: int = 1000  # steps between opacity resets (0 = never); below refine_stop, else no reset and no size prune
     pause_after_reset: int = 0  # no refinement within this many steps after a reset (0 = none)
     grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) above which a Gaussian grows
     grow_scale3d: float = 0.02  # Gaussians with max scale <= this (head units) are cloned, larger ones split
@@ -134,7 +134,7 @@ class TrainerConfig:
 @dataclass
 class RunConfig:
     dir: str = "runs"  # parent directory of run directories
-    name: str = ""  # run name (= W&B run id); empty: "<identity>-seed<seed>"
+    name: str = ""  # run name (= W&B run id); empty: "<identity>-<experiment>-seed<seed>-<config hash>" (training/run_id.py)
     group: str = ""  # W&B group (e.g. an ablation)
     tags: list[str] = field(default_factory=list)  # W&B tags
     wandb_mode: str = "auto"  # auto (online when logged in to W&B, else offline), offline, online or disabled; WANDB_MODE wins

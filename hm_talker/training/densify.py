@@ -6,30 +6,50 @@ branch's strategy after the optimiser step.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 
 import torch
 
+from hm_talker.errors import InputError
 from hm_talker.render import StrategyConfig
 from hm_talker.training.config import DensifyConfig
+
+log = logging.getLogger("hm_talker")
 
 
 def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
     """The renderer's StrategyConfig from the fit config's `strategy` section."""
     values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
     values["seed"] = cfg.seed + seed_offset
+    if cfg.enabled and not 0 < cfg.reset_every < cfg.refine_stop:
+        # the opacity reset and the size prune (which waits for step > reset_every) never happen
+        log.warning("strategy.reset_every=%d is not below strategy.refine_stop=%d: no opacity reset and "
+                    "no pruning of oversized Gaussians in this run", cfg.reset_every, cfg.refine_stop)
     return StrategyConfig(**values)
 
 
+def check_world_size(world_size: int, cfg: DensifyConfig) -> None:
+    """Refuse densification when more than one process trains (``world_size`` = devices x nodes,
+    as the Trainer resolved them): each rank would grow its own Gaussian set and the DDP replicas
+    would diverge silently. The one place to change when densification learns to run under DDP."""
+    if world_size > 1 and cfg.enabled:
+        raise InputError(None, f"{world_size} training processes (trainer.devices x trainer.num_nodes) need "
+                               "strategy.enabled=false (densification is single-process)")
+
+
 def batch_meta(metas: list[dict]) -> dict:
-    """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
-    its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras."""
+    """One strategy meta for the batch's views, stacked like the cameras of one render.
+
+    The training loss is a mean over the B frames, so each view's screen-space gradient carries a
+    1/B factor; ``n_cameras = B`` makes the strategy multiply it back (as gsplat does for C
+    cameras), so the per-(step, view) mean gradient it thresholds is the same for any batch size."""
     grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
              for m in metas]
     means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]
     means2d.grad = torch.cat(grads)
     return {"means2d": means2d, "radii": torch.cat([m["radii"] for m in metas]),
-            "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": 1}
+            "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": len(metas)}
 
 
 @torch.no_grad()

@@ -86,8 +86,11 @@ def wandb_mode(configured: str) -> str:
     return configured
 
 
-def run_name(cfg: DictConfig) -> str:
-    return cfg.run.name or f"{Path(cfg.data.root).name}-seed{cfg.seed}"
+def run_name(cfg: DictConfig, config_path: str | None = None) -> str:
+    """run.name, else `<identity>-<experiment>-seed<seed>-<config hash>` (see training/run_id.py)."""
+    from hm_talker.training.run_id import run_name as _default_name
+
+    return _default_name(cfg, config_path)
 
 
 def _make_checkpoint_callback(dirpath: Path, every: int):
@@ -167,10 +170,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
 
-    if cfg.trainer.devices > 1 and cfg.strategy.enabled:
-        # per-rank densification would give each rank a different Gaussian set under DDP
-        raise InputError(None, "trainer.devices > 1 needs strategy.enabled=false (densification is single-device)")
-    name = run_name(cfg)
+    name = run_name(cfg, config_path)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / LAST
@@ -185,6 +185,8 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     import torch
     from lightning.pytorch.loggers import WandbLogger
 
+    from hm_talker.training.densify import check_world_size
+    from hm_talker.training.lr_horizon import LrScheduleRecord
     from hm_talker.training.module import TalkingHeadModule
     from hm_talker.training.val_video import ValidationVideo
 
@@ -212,16 +214,18 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices,
         # DDP must allow unused parameters: the face deformation sits out the mouth warm-up
-        strategy="ddp_find_unused_parameters_true" if t.devices > 1 or t.num_nodes > 1 else "auto",
+        strategy="ddp_find_unused_parameters_true" if t.devices != 1 or t.num_nodes > 1 else "auto",
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
+                                  LrScheduleRecord(cfg),
                                   *(callbacks or [])],
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir),
     )
+    check_world_size(trainer.world_size, cfg.strategy)  # devices x nodes as Lightning resolved them
     torch.set_float32_matmul_precision("high")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
