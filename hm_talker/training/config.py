@@ -61,8 +61,11 @@ class LossConfig:
     ssim_window: int = 7  # SSIM Gaussian window size (pixels; odd)
     lpips: float = 0.01  # weight of LPIPS on the lip crop (0 = off)
     lpips_patch: float = 0.01  # weight of LPIPS on a random face patch per frame (0 = off)
-    lpips_patch_size: int = 32  # side of that patch in pixels (the face box when smaller)
-    lpips_crop_size: int = 32  # lip crops and patches are resized to this side before LPIPS
+    lpips_patch_size: int = 64  # side of that patch in pixels (the face box when smaller)
+    # lip crops and patches are resized to this side before LPIPS. AlexNet's five LPIPS layers are
+    # 15/7/3/3/3 px wide at 64 (at 32: 7/3/1/1/1, the deep layers one pixel: no spatial comparison);
+    # 64 is about a lip box's native size at 512 px, and 128 would cost 4x per crop
+    lpips_crop_size: int = 64
     lpips_start_step: int = 1000  # LPIPS terms join from this step on (colours first, then perceptual detail)
     alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
     deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
