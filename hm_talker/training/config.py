@@ -132,6 +132,7 @@ class TrainerConfig:
     val_every: int = 500  # validate every this many steps (and at the end)
     checkpoint_every: int = 500  # write checkpoints/last.ckpt every this many steps (and at the end)
     limit_val_batches: int = -1  # validation batches per check (-1 = all)
+    progress_every: int = 100  # when stdout is not a terminal: a progress line every this many steps (a terminal gets a live line)
 
 
 @dataclass

@@ -185,11 +185,14 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     import torch
     from lightning.pytorch.loggers import WandbLogger
 
+    from hm_talker.log_setup import adopt_library_loggers
     from hm_talker.training.densify import check_world_size
     from hm_talker.training.lr_horizon import LrScheduleRecord
     from hm_talker.training.module import TalkingHeadModule
+    from hm_talker.training.progress import ProgressLines
     from hm_talker.training.val_video import ValidationVideo
 
+    adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
     OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -210,6 +213,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     logger = WandbLogger(name=name, id=name, project=cfg.run.project, group=cfg.run.group or None,
                          tags=list(cfg.run.tags) or None, save_dir=str(run_dir), mode=mode,
                          resume="allow", config=flat)
+    logger._wandb_init.pop("anonymous", None)  # else wandb warns that the (unused) setting is deprecated
     t = cfg.trainer
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices,
@@ -219,6 +223,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
                                   LrScheduleRecord(cfg),
+                                  ProgressLines(t.progress_every),
                                   *(callbacks or [])],
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
