@@ -17,7 +17,9 @@ def test_fit_prints_progress_and_each_log_line_once(identity64, tmp_path):
     stdout holds one plain progress line per 2 steps with
     step, steps/s, loss, PSNR and time left; every stderr line carries the `hm-talker:` prefix, none
     repeats (Lightning's INFO lines came twice), no advert, no deprecation notice, no path:line. Then the same with `fit -q`: no INFO line."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
+    # a fresh W&B service per process (in-process fits of other tests leave WANDB_SERVICE set)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    env.update(PYTHONPATH=str(REPO), WANDB_MODE="offline")
     cmd = [sys.executable, "-m", "hm_talker.cli", "fit", f"data.root={identity64}", f"run.dir={tmp_path}",
            "trainer.max_steps=4", "trainer.progress_every=2", "trainer.log_every=1",
            "trainer.limit_val_batches=1", *SMALL]
