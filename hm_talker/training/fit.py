@@ -218,7 +218,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices,
         # DDP must allow unused parameters: the face deformation sits out the mouth warm-up
-        strategy="ddp_find_unused_parameters_true" if t.devices != 1 or t.num_nodes > 1 else "auto",
+        strategy="ddp_find_unused_parameters_true" if t.devices > 1 or t.num_nodes > 1 else "auto",
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
