@@ -35,7 +35,7 @@ def check_world_size(world_size: int, cfg: DensifyConfig) -> None:
     would diverge silently. The one place to change when densification learns to run under DDP."""
     if world_size > 1 and cfg.enabled:
         raise InputError(None, f"{world_size} training processes (trainer.devices x trainer.num_nodes) need "
-                               "strategy.enabled=false (densification is single-process)")
+                               "strategy.enabled=false (densification is single-device)")
 
 
 def batch_meta(metas: list[dict]) -> dict:
