@@ -41,3 +41,16 @@ def test_fit_prints_progress_and_each_log_line_once(identity64, tmp_path):
                            env=env, cwd=tmp_path, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert "INFO" not in quiet.stderr  # -q after the subcommand: warnings and errors only
+
+
+def test_verbosity_flags_go_before_or_after_the_subcommand():
+    """-q / -v parse in both places (the subcommand's copy does not reset the top-level one)."""
+    from hm_talker.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["-q", "fit", "a=1"]).quiet is True
+    assert p.parse_args(["fit", "-q", "a=1"]).quiet is True
+    assert p.parse_args(["fit", "a=1"]).quiet is False
+    a = p.parse_args(["preprocess", "x.mp4", "--out", "o", "-v"])
+    assert a.verbose is True and a.quiet is False
+    assert p.parse_args(["-v", "infer", "--ckpt", "c", "--audio", "a", "--out", "o"]).verbose is True
