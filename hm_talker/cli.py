@@ -107,9 +107,25 @@ def _add_compare(sub):
     p.set_defaults(func=lambda a: __import__("hm_talker.compare", fromlist=["main"]).main(a.args))
 
 
+def _verbosity_flags(parser, default) -> None:
+    """-q / -v, accepted before and after the subcommand (the subcommand's copy keeps the top one)."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug messages and library deprecation warnings too")
+
+
+class _SubParsers(argparse._SubParsersAction):
+    def add_parser(self, name, **kwargs):
+        p = super().add_parser(name, **kwargs)
+        if name != "compare":  # compare passes everything after it to its own parser
+            _verbosity_flags(p, argparse.SUPPRESS)
+        return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hm-talker", description=__doc__)
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _verbosity_flags(parser, False)
+    parser.register("action", "parsers", _SubParsers)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_preprocess(sub)
     _add_demo(sub)
@@ -131,14 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from hm_talker.log_setup import filter_native_stderr, setup_logging
+
+    command_line = argv is None
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command == "compare":  # REMAINDER misses a leading option (compare --sweep N)
         args.args = unknown + args.args
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="hm-talker: %(levelname)s: %(message)s")
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    setup_logging(level, verbose=args.verbose)
+    if command_line and not args.verbose:
+        filter_native_stderr()  # the process's own stderr (not when called in-process, e.g. by tests)
     try:
         return args.func(args)
     except InputError as exc:

@@ -31,5 +31,13 @@ LM = dict(
     lip_up_outer=0, lip_up_inner=13, lip_low_inner=14, lip_low_outer=17, chin=152,
 )
 
+# mediapipe points that expressions barely move, for the rigid head-pose fit: the forehead and the
+# upper face outline (temples, at and above eye level), the nose bridge and ridge above the tip, and
+# the eye corners. Not the brows (AU01/02/04), eyelids (AU05/07/45), iris (gaze), nostrils (AU09),
+# nose tip / lips / cheeks / jaw (speech, AU06/10/12/26).
+RIGID_LANDMARKS = [10, 338, 297, 332, 284, 251, 389, 356, 127, 162, 21, 54, 103, 67, 109, 151,  # forehead, temples
+                   168, 6, 197, 195, 5,  # nose bridge and ridge
+                   33, 133, 263, 362]  # eye corners
+
 VIDEO_FPS = 25  # the field's frame rate; everything is resampled to it
 SAMPLE_RATE = 16000  # audio rate of every feature extractor

@@ -240,3 +240,23 @@ def test_two_process_ddp_fit_on_the_cpu(identity64, tmp_path):
     assert ckpt["global_step"] == 4
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["metrics"]["psnr_val"] > 10
     # densification under DDP: tests/test_ddp_densify.py
+
+
+def test_lpips_training_crops_keep_alexnet_layers_spatial(identity64, tmp_path):
+    """The default LPIPS crop gives every AlexNet layer LPIPS compares at least 3x3 pixels (the old
+    32 px crop left the last three at 1x1), and a fit with both LPIPS terms from step 1 runs on 64 px
+    frames (where the random patch is clipped to the face box)."""
+    from hm_talker.metrics.image import get_lpips_model
+    from hm_talker.metrics.lpips_weights import LpipsWeightsUnavailable
+    from hm_talker.training.config import LossConfig
+
+    try:
+        model = get_lpips_model("cpu")
+    except LpipsWeightsUnavailable as exc:
+        pytest.skip(f"LPIPS weights unavailable: {exc}")
+    side = LossConfig().lpips_crop_size
+    feats = model.net(torch.zeros(1, 3, side, side))
+    assert min(f.shape[-1] for f in feats) >= 3, [f.shape[-1] for f in feats]
+    run = _fit(identity64, tmp_path, "lpips64", 3, "loss.lpips_start_step=1", "trainer.limit_val_batches=1")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3

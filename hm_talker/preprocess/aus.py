@@ -2,11 +2,24 @@
 
 Each AU is read off one geometric feature of the pose-free landmarks (the head frame of pose.py, in
 units of the outer-eye-corner distance), oriented so that a larger value means more of the muscle
-action. Per identity, the feature's neutral level is a percentile of its values over the clip (the
-5th for actions a talking face is mostly free of, the median for the eyes, which move both ways) and
-intensity = clip((value - neutral) / unit, 0, 5), so one `unit` of displacement is intensity 1.
-This is a geometric proxy for OpenFace's appearance-based regressors: `--openface-csv` imports the
-real thing where the user has it.
+action. Per identity, the feature's neutral level is a percentile of its values over the clip
+(`au_neutral_percentile`, default the 5th, for actions a talking face is mostly free of; the median
+for the eyelids, which move both ways) and intensity = clip((value - neutral) / unit, 0, 5), so one
+`unit` of displacement is intensity 1. `--openface-csv` imports OpenFace's appearance-based
+regressors where the user has them.
+
+What each AU is (no AU is a copy of another; AU05 / AU07 / AU45 used to be one eye-opening scalar):
+
+- proxies, the landmarks carry the action's geometry: AU01 inner-brow height, AU02 outer-brow
+  height, AU04 brow lowering (brows drawn together and down), AU05 upper-lid height above the
+  eye-corner line, AU07 lower-lid height (rises when the lids tighten; also during blinks), AU45 eye
+  closure (aperture relative to the identity's median aperture), AU10 upper-lip raise, AU12
+  lip-corner pull (up and out), AU15 lip-corner depression, AU17 chin raise, AU20 mouth
+  stretch (width), AU23 lip thinning, AU25 lip gap, AU26 jaw drop.
+- not estimable from landmarks, weak proxies kept so that the 17-vector is complete: AU06 cheek
+  raiser (its cue is the cheek bulge and crow's-feet wrinkles; landmarks see only the lower-lid to
+  cheek distance), AU09 nose wrinkler (wrinkles; the nostril-wing raise is a small part), AU14
+  dimpler (mouth-corner depth: the landmark model's z is inferred, not measured).
 """
 from __future__ import annotations
 
@@ -15,24 +28,25 @@ import numpy as np
 from hm_talker.constants import AU_MAX, AU_NAMES, LM
 from hm_talker.errors import InputError
 
+NEUTRAL = None  # percentile placeholder: PreprocessConfig.au_neutral_percentile
 # AU -> (feature, neutral percentile, unit in eye-distance units; "rel" = fraction of neutral / 5)
 AU_GEOMETRY = {
-    "AU01": ("inner_brow_height", 5, 0.015),
-    "AU02": ("outer_brow_height", 5, 0.015),
-    "AU04": ("brow_lowering", 5, 0.012),
-    "AU05": ("eye_open", 50, 0.01),
-    "AU06": ("cheek_raise", 5, 0.012),
-    "AU07": ("eye_narrowing", 50, 0.01),
-    "AU09": ("nose_raise", 5, 0.01),
-    "AU10": ("upper_lip_raise", 5, 0.02),
-    "AU12": ("corner_pull", 5, 0.02),
-    "AU14": ("corner_back", 5, 0.015),
-    "AU15": ("corner_down", 5, 0.012),
-    "AU17": ("chin_raise", 5, 0.025),
-    "AU20": ("mouth_width", 5, 0.03),
-    "AU23": ("lip_thinning", 5, 0.012),
-    "AU25": ("lip_gap", 5, 0.04),
-    "AU26": ("jaw_drop", 5, 0.05),
+    "AU01": ("inner_brow_height", NEUTRAL, 0.015),
+    "AU02": ("outer_brow_height", NEUTRAL, 0.015),
+    "AU04": ("brow_lowering", NEUTRAL, 0.012),
+    "AU05": ("upper_lid_raise", 50, 0.01),
+    "AU06": ("cheek_raise", NEUTRAL, 0.012),
+    "AU07": ("lower_lid_raise", 50, 0.01),
+    "AU09": ("nose_raise", NEUTRAL, 0.01),
+    "AU10": ("upper_lip_raise", NEUTRAL, 0.02),
+    "AU12": ("corner_pull", NEUTRAL, 0.02),
+    "AU14": ("corner_back", NEUTRAL, 0.015),
+    "AU15": ("corner_down", NEUTRAL, 0.012),
+    "AU17": ("chin_raise", NEUTRAL, 0.025),
+    "AU20": ("mouth_width", NEUTRAL, 0.03),
+    "AU23": ("lip_thinning", NEUTRAL, 0.012),
+    "AU25": ("lip_gap", NEUTRAL, 0.04),
+    "AU26": ("jaw_drop", NEUTRAL, 0.05),
     "AU45": ("eye_closure", 50, "rel"),
 }
 
@@ -43,6 +57,9 @@ def geometry_features(canon: np.ndarray) -> dict[str, np.ndarray]:
     y = {k: v[:, 1] for k, v in p.items()}
     up = lambda a, b: y[b] - y[a]  # how far a is above b  # noqa: E731
     eye_open = 0.5 * (up("r_lid_up", "r_lid_low") + up("l_lid_up", "l_lid_low"))
+    corner_y = {side: 0.5 * (y[f"{side}_eye_outer"] + y[f"{side}_eye_inner"]) for side in ("r", "l")}
+    upper_lid = 0.5 * sum(corner_y[side] - y[f"{side}_lid_up"] for side in ("r", "l"))  # lid above corners
+    lower_lid = 0.5 * sum(corner_y[side] - y[f"{side}_lid_low"] for side in ("r", "l"))  # < 0: below
     centre = 0.5 * (p["lip_up_inner"] + p["lip_low_inner"])
     corner_elev = centre[:, 1] - 0.5 * (y["mouth_r"] + y["mouth_l"])
     width = np.linalg.norm(p["mouth_r"] - p["mouth_l"], axis=1)
@@ -53,7 +70,8 @@ def geometry_features(canon: np.ndarray) -> dict[str, np.ndarray]:
         "outer_brow_height": 0.5 * (up("r_brow_outer", "r_eye_outer") + up("l_brow_outer", "l_eye_outer")),
         "brow_lowering": -brow_gap - 0.5 * inner_brow,
         "eye_open": eye_open,
-        "eye_narrowing": -eye_open,
+        "upper_lid_raise": upper_lid,
+        "lower_lid_raise": lower_lid,
         "eye_closure": -eye_open,
         "cheek_raise": -0.5 * (up("r_lid_low", "r_cheek") + up("l_lid_low", "l_cheek")),
         "nose_raise": -0.5 * (up("r_eye_inner", "r_alar") + up("l_eye_inner", "l_alar")),
@@ -76,11 +94,13 @@ class AUCalibration:
         self.neutral, self.units = neutral, units
 
     @classmethod
-    def fit(cls, canon: np.ndarray, unit_overrides: dict | None = None) -> "AUCalibration":
+    def fit(cls, canon: np.ndarray, unit_overrides: dict | None = None,
+            neutral_percentile: float = 5.0) -> "AUCalibration":
+        """Neutral levels from the clip: `neutral_percentile` of each feature (the eyelids' median)."""
         feats = geometry_features(canon)
         neutral, units = {}, {}
         for au, (feat, pct, unit) in AU_GEOMETRY.items():
-            neutral[au] = float(np.percentile(feats[feat], pct))
+            neutral[au] = float(np.percentile(feats[feat], neutral_percentile if pct is NEUTRAL else pct))
             if unit == "rel":  # full closure of the eye = intensity 5
                 unit = abs(float(np.percentile(feats["eye_open"], 50))) / AU_MAX
             units[au] = float((unit_overrides or {}).get(au, unit))

@@ -32,7 +32,7 @@ class PreprocessConfig:
     jpeg_quality: int = 95  # JPEG quality of stored frames
     silence_dbfs: float = -55.0  # RMS level below which the sound is reported as silent
     length_tolerance_frames: int = 1  # audio/video length difference tolerated silently
-    au_neutral_percentile: float = 5.0  # per-identity neutral of each AU geometry feature
+    au_neutral_percentile: float = 5.0  # percentile of each AU feature over the identity taken as its neutral (eyelid AUs: the median)
     openface_csv: str = ""  # OpenFace CSV whose AU*_r columns replace the geometric estimate
     decode_threads: int = 2  # decoder threads
     chunk_frames: int = 32  # frames decoded per batch (bounds memory: never the whole clip)

@@ -80,8 +80,8 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
     boxes = crop_boxes(lms, cfg.crop_scale, cfg.crop_center_y, cfg.crop_smooth_sigma, clip_ids)
     lms_crop = np.stack([to_crop_coords(p, b, cfg.size) for p, b in zip(lms, boxes)])
     shape = mean_shape(lms_crop)
-    ext, K, canon = head_poses(lms_crop, shape, cfg.size, cfg.focal_ratio, cfg.pose_smooth_sigma)
-    calib = AUCalibration.fit(canon, cfg.au_units)
+    ext, K, canon = head_poses(lms_crop, shape, cfg.size, cfg.focal_ratio, cfg.pose_smooth_sigma, clip_ids)
+    calib = AUCalibration.fit(canon, cfg.au_units, cfg.au_neutral_percentile)
     if cfg.openface_csv:
         if len(clips) != 1:
             raise InputError(cfg.openface_csv, "--openface-csv applies to a single video")

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-from hm_talker.constants import LM
+from hm_talker.constants import LM, RIGID_LANDMARKS
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -26,9 +26,11 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     return s, r, md - s * r @ ms
 
 
-def rigid_subset(shape: np.ndarray) -> np.ndarray:
-    """Indices of points that barely move when speaking: at or above the nose tip (forehead, eyes, nose)."""
-    return np.nonzero(shape[:, 1] <= shape[LM["nose_tip"], 1])[0]
+def rigid_subset(shape: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the points expressions barely move (`constants.RIGID_LANDMARKS`: forehead, temples,
+    nose bridge, eye corners; not brows, eyelids, iris, nostrils, lips or jaw). `shape` is unused
+    (the set is fixed by the landmark model); kept for callers that pass it."""
+    return np.asarray(RIGID_LANDMARKS, dtype=np.int64)
 
 
 def mean_shape(lms: np.ndarray, iters: int = 3) -> np.ndarray:
@@ -48,12 +50,22 @@ def mean_shape(lms: np.ndarray, iters: int = 3) -> np.ndarray:
     return shape / np.linalg.norm(shape[LM["r_eye_outer"]] - shape[LM["l_eye_outer"]])
 
 
+def _smooth_segment(rots: np.ndarray, trans: np.ndarray, scales: np.ndarray, sigma: float):
+    """Gaussian smoothing (sigma in frames) of one clip's rotations (as quaternions), translations, scales."""
+    q = Rotation.from_rotvec(rots).as_quat()
+    q *= np.sign((q * q[:1]).sum(1, keepdims=True))  # one hemisphere before averaging
+    q = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
+    rots = Rotation.from_quat(q / np.linalg.norm(q, axis=1, keepdims=True)).as_rotvec()
+    return rots, gaussian_filter1d(trans, sigma, axis=0, mode="nearest"), gaussian_filter1d(scales, sigma, mode="nearest")
+
+
 def head_poses(lms_crop: np.ndarray, shape: np.ndarray, size: int, focal_ratio: float,
-               sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               sigma: float, clip_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop-pixel landmarks [T, P, 3] -> extrinsics [T, 4, 4], intrinsics [T, 3, 3], canonical [T, P, 3].
 
     `canonical` is each frame's landmarks mapped back into the head frame (pose removed): the input
-    of the AU geometry.
+    of the AU geometry. Poses are smoothed over time within each clip (`clip_ids` [T]; None: one
+    clip), never across a cut between two clips.
     """
     idx = rigid_subset(shape)
     n = len(lms_crop)
@@ -63,12 +75,11 @@ def head_poses(lms_crop: np.ndarray, shape: np.ndarray, size: int, focal_ratio: 
         rots[i], trans[i], scales[i] = Rotation.from_matrix(r).as_rotvec(), t, s
         canon[i] = (p - t) @ r / s
     if sigma > 0 and n > 1:
-        q = Rotation.from_rotvec(rots).as_quat()
-        q *= np.sign((q * q[:1]).sum(1, keepdims=True))  # one hemisphere before averaging
-        q = gaussian_filter1d(q, sigma, axis=0, mode="nearest")
-        rots = Rotation.from_quat(q / np.linalg.norm(q, axis=1, keepdims=True)).as_rotvec()
-        trans = gaussian_filter1d(trans, sigma, axis=0, mode="nearest")
-        scales = gaussian_filter1d(scales, sigma, mode="nearest")
+        ids = np.zeros(n, dtype=np.int64) if clip_ids is None else np.asarray(clip_ids)
+        cuts = np.flatnonzero(np.diff(ids)) + 1
+        for seg in np.split(np.arange(n), cuts):
+            if len(seg) > 1:
+                rots[seg], trans[seg], scales[seg] = _smooth_segment(rots[seg], trans[seg], scales[seg], sigma)
     f, c = focal_ratio * size, size / 2.0
     K = np.array([[f, 0, c], [0, f, c], [0, 0, 1]], dtype=np.float64)
     ext = np.tile(np.eye(4), (n, 1, 1))

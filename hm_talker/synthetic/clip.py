@@ -57,12 +57,13 @@ def _smooth_noise(t: np.ndarray, rng: np.random.Generator, amplitude: float) -> 
     return amplitude * out / 2.0
 
 
-def motion_tracks(num_frames: int, fps: float, size: int, seed: int = 0):
+def motion_tracks(num_frames: int, fps: float, size: int, seed: int = 0, head_motion: float = 1.0):
     """Per-frame eye closure [T], head pose [T, 4] and gaze [T, 2] for a seed.
 
     Head motion is a few pixels of translation (~1.2% of the frame), up to
-    ~2.5 degrees roll and ~2% scale. Blinks come every 2-5 s and last ~0.2 s,
-    as in natural footage; they are defined in seconds so any fps agrees.
+    ~2.5 degrees roll and ~2% scale, times ``head_motion`` (0: a still head at
+    the frame centre). Blinks come every 2-5 s and last ~0.2 s, as in natural
+    footage; they are defined in seconds so any fps agrees.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _MOTION]))
     t = np.arange(num_frames) / fps
@@ -75,6 +76,8 @@ def motion_tracks(num_frames: int, fps: float, size: int, seed: int = 0):
         ],
         1,
     ).astype(np.float32)
+    pose[:, :3] *= head_motion
+    pose[:, 3] = 1.0 + (pose[:, 3] - 1.0) * head_motion
     closure = np.zeros(num_frames, np.float32)
     blink_t = rng.uniform(0.5, 2.5)
     while blink_t < num_frames / fps:
@@ -85,14 +88,15 @@ def motion_tracks(num_frames: int, fps: float, size: int, seed: int = 0):
     return closure.astype(np.float32), pose, gaze
 
 
-def render_frames(mouth_open: np.ndarray, fps: float = 25.0, size: int = 256, seed: int = 0) -> Iterator[np.ndarray]:
+def render_frames(mouth_open: np.ndarray, fps: float = 25.0, size: int = 256, seed: int = 0,
+                  head_motion: float = 1.0) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (size, size, 3) with the given per-frame mouth opening.
 
     Kept separate from encoding so callers (and speed checks) can use frames in
     memory without ffmpeg.
     """
     renderer = FaceRenderer(size, np.random.default_rng(np.random.SeedSequence([int(seed), _APPEARANCE])))
-    closure, pose, gaze = motion_tracks(len(mouth_open), fps, size, seed)
+    closure, pose, gaze = motion_tracks(len(mouth_open), fps, size, seed, head_motion)
     for i in range(len(mouth_open)):
         yield renderer.render(float(mouth_open[i]), float(closure[i]), tuple(pose[i]), tuple(gaze[i]))
 
@@ -108,13 +112,15 @@ def make_synthetic_clip(
     crf: int = 18,
     ffmpeg: str = "ffmpeg",
     speech: np.ndarray | None = None,
+    head_motion: float = 1.0,
 ) -> SyntheticClip:
     """Write an mp4 (h264 yuv420p + AAC) of a synthetic face talking, return its ground truth.
 
     ``mouth_open`` is the smoothed, normalised per-frame loudness of the sound
     (see :func:`mouth_envelope`); ``mouth_lead_frames`` makes the mouth move
     that many frames before the sound (real speakers lead by ~0-100 ms), 0 by
-    default so mouth and sound are exactly aligned. ``speech`` (mono float at
+    default so mouth and sound are exactly aligned; ``head_motion`` scales the
+    head's sway (0: still). ``speech`` (mono float at
     ``sample_rate``) makes the same face say that sound instead of its own
     (``seconds`` is then the sound's length, the last partial frame included):
     a reference mouth for any synthetic driving speech. Frames are piped to ffmpeg
@@ -159,7 +165,7 @@ def make_synthetic_clip(
         with open(log, "wb") as err:  # a file, not a pipe: a chatty ffmpeg cannot block us
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
             try:
-                for frame in render_frames(mouth, fps, size, seed):
+                for frame in render_frames(mouth, fps, size, seed, head_motion):
                     proc.stdin.write(frame.tobytes())
                 proc.stdin.close()
             except BrokenPipeError:
@@ -172,7 +178,7 @@ def make_synthetic_clip(
         if code != 0:
             raise RuntimeError(f"ffmpeg failed writing {out_path}: {log.read_text(errors='replace').strip()}")
 
-    closure, pose, _ = motion_tracks(num_frames, fps, size, seed)
+    closure, pose, _ = motion_tracks(num_frames, fps, size, seed, head_motion)
     return SyntheticClip(
         path=out_path, fps=float(fps), num_frames=num_frames, sample_rate=sample_rate,
         mouth_open=mouth, audio=audio, size=size, seed=seed, eye_closure=closure, head_pose=pose,

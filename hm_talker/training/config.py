@@ -50,8 +50,11 @@ class LossConfig:
     ssim_window: int = 7  # SSIM Gaussian window size (pixels; odd)
     lpips: float = 0.01  # weight of LPIPS on the lip crop (0 = off)
     lpips_patch: float = 0.01  # weight of LPIPS on a random face patch per frame (0 = off)
-    lpips_patch_size: int = 32  # side of that patch in pixels (the face box when smaller)
-    lpips_crop_size: int = 32  # lip crops and patches are resized to this side before LPIPS
+    lpips_patch_size: int = 64  # side of that patch in pixels (the face box when smaller)
+    # lip crops and patches are resized to this side before LPIPS. AlexNet's five LPIPS layers are
+    # 15/7/3/3/3 px wide at 64 (at 32: 7/3/1/1/1, the deep layers one pixel: no spatial comparison);
+    # 64 is about a lip box's native size at 512 px, and 128 would cost 4x per crop
+    lpips_crop_size: int = 64
     lpips_start_step: int = 1000  # LPIPS terms join from this step on (colours first, then perceptual detail)
     alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
     deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
@@ -86,7 +89,7 @@ class DensifyConfig:
     refine_start: int = 100  # first step (exclusive) at which Gaussians may be densified / pruned
     refine_stop: int = 2000  # from this step on: no statistics, refinement or opacity reset (the last clones settle)
     refine_every: int = 100  # steps between two refinements
-    reset_every: int = 3000  # steps between opacity resets (0 = never; only before refine_stop)
+    reset_every: int = 1000  # steps between opacity resets (0 = never); below refine_stop, else no reset and no size prune
     pause_after_reset: int = 0  # no refinement within this many steps after a reset (0 = none)
     grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) above which a Gaussian grows
     grow_scale3d: float = 0.02  # Gaussians with max scale <= this (head units) are cloned, larger ones split
@@ -120,12 +123,13 @@ class TrainerConfig:
     val_every: int = 500  # validate every this many steps (and at the end)
     checkpoint_every: int = 500  # write checkpoints/last.ckpt every this many steps (and at the end)
     limit_val_batches: int = -1  # validation batches per check (-1 = all)
+    progress_every: int = 100  # when stdout is not a terminal: a progress line every this many steps (a terminal gets a live line)
 
 
 @dataclass
 class RunConfig:
     dir: str = "runs"  # parent directory of run directories
-    name: str = ""  # run name (= W&B run id); empty: "<identity>-seed<seed>"
+    name: str = ""  # run name (= W&B run id); empty: "<identity>-<experiment>-seed<seed>-<config hash>" (training/run_id.py)
     group: str = ""  # W&B group (e.g. an ablation)
     tags: list[str] = field(default_factory=list)  # W&B tags
     wandb_mode: str = "auto"  # auto (online when logged in to W&B, else offline), offline, online or disabled; WANDB_MODE wins

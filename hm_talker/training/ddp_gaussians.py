@@ -8,11 +8,10 @@ reducing the old, dropped tensors and the new ones would train on each rank's ow
   names stay when the tensors change) and their gradients are averaged here, in one flat all-reduce
   per step just before the optimiser step (an optimiser step pre-hook, which sees the current
   tensors whatever densification did);
-- each rank's per-view screen-space gradients are world_size times those of one process training
-  the global batch (each rank's loss is the mean over its own views), so they are divided by the
-  world size before they enter the statistics, and the statistics (gradient-norm sums and visibility
-  counts: sum; max screen radii: max) are all-reduced before each refinement: every rank decides on
-  the statistics of the global batch;
+- the statistics are per view (`training/densify.batch_meta` undoes the loss's 1/B, so a view's
+  screen-space gradient does not depend on how many views share its loss): the gradient-norm sums
+  and visibility counts (sum) and max screen radii (max) are all-reduced before each refinement, so
+  every rank decides on the statistics of the global batch;
 - split positions come from each strategy's generator, seeded identically on every rank, and the
   Gaussians are broadcast from rank zero once at the first step, so identical inputs give identical
   edits. The deformation networks stay under DDP as before.
@@ -60,15 +59,6 @@ class DistributedDensifyStrategy(DensifyStrategy):
         super().load_state_dict(state)
         if _world() > 1 and dist.get_rank() != 0 and self.grad2d is not None:
             self.grad2d, self.count = torch.zeros_like(self.grad2d), torch.zeros_like(self.count)
-
-    @torch.no_grad()
-    def accumulate(self, meta: dict, num_gaussians: int) -> None:
-        world = _world()
-        if world > 1 and meta["means2d"].grad is not None:
-            means2d = meta["means2d"].detach().clone()
-            means2d.grad = meta["means2d"].grad / world  # this rank's share of the global-batch mean
-            meta = {**meta, "means2d": means2d}
-        super().accumulate(meta, num_gaussians)
 
     @torch.no_grad()
     def refine(self, model, optimizers, step: int) -> dict:

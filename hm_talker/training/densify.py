@@ -6,6 +6,7 @@ branch's strategy after the optimiser step.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 
 import torch
@@ -13,30 +14,40 @@ import torch
 from hm_talker.render import StrategyConfig
 from hm_talker.training.config import DensifyConfig
 
+log = logging.getLogger("hm_talker")
+
 
 def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
     """The renderer's StrategyConfig from the fit config's `strategy` section."""
     values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
     values["seed"] = cfg.seed + seed_offset
+    if cfg.enabled and not 0 < cfg.reset_every < cfg.refine_stop:
+        # the opacity reset and the size prune (which waits for step > reset_every) never happen
+        log.warning("strategy.reset_every=%d is not below strategy.refine_stop=%d: no opacity reset and "
+                    "no pruning of oversized Gaussians in this run", cfg.reset_every, cfg.refine_stop)
     return StrategyConfig(**values)
 
 
 def batch_meta(metas: list[dict]) -> dict:
-    """One strategy meta for the batch's views. Each view was rasterised alone (one camera), so
-    its rows keep the single-camera NDC scaling (n_cameras = 1) and are summed like cameras.
+    """One strategy meta for the batch's views, stacked like the cameras of one render.
+
+    The training loss is a mean over the B frames, so each view's screen-space gradient carries a
+    1/B factor; ``n_cameras = B`` makes the strategy multiply it back (as gsplat does for C
+    cameras), so the per-(step, view) mean gradient it thresholds is the same for any batch size.
     A batched render (gsplat, all frames in one call) gives one meta with [B, 1, N, 2] means2d."""
     if len(metas) == 1 and metas[0].get("batched"):
         m = metas[0]
         g = m["means2d"].grad
         means2d = m["means2d"].detach().flatten(0, 1)  # [B, N, 2]
         means2d.grad = torch.zeros_like(means2d) if g is None else g.flatten(0, 1)
-        return {"means2d": means2d, "radii": m["radii"], "width": m["width"], "height": m["height"], "n_cameras": 1}
+        return {"means2d": means2d, "radii": m["radii"], "width": m["width"], "height": m["height"],
+                "n_cameras": means2d.shape[0]}
     grads = [m["means2d"].grad if m["means2d"].grad is not None else torch.zeros_like(m["means2d"])
              for m in metas]
     means2d = torch.cat([m["means2d"].detach() for m in metas])  # [B, N, 2]
     means2d.grad = torch.cat(grads)
     return {"means2d": means2d, "radii": torch.cat([m["radii"] for m in metas]),
-            "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": 1}
+            "width": metas[0]["width"], "height": metas[0]["height"], "n_cameras": len(metas)}
 
 
 @torch.no_grad()

@@ -86,8 +86,11 @@ def wandb_mode(configured: str) -> str:
     return configured
 
 
-def run_name(cfg: DictConfig) -> str:
-    return cfg.run.name or f"{Path(cfg.data.root).name}-seed{cfg.seed}"
+def run_name(cfg: DictConfig, config_path: str | None = None) -> str:
+    """run.name, else `<identity>-<experiment>-seed<seed>-<config hash>` (see training/run_id.py)."""
+    from hm_talker.training.run_id import run_name as _default_name
+
+    return _default_name(cfg, config_path)
 
 
 def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
@@ -214,7 +217,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     from hm_talker.launch.preempt import Preemption
 
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
-    name = run_name(cfg)
+    name = run_name(cfg, config_path)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / LAST
@@ -231,10 +234,14 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     from lightning.pytorch.loggers import WandbLogger
     from lightning.pytorch.utilities import rank_zero_only
 
+    from hm_talker.log_setup import adopt_library_loggers
     from hm_talker.training.ddp_gaussians import DistributedGaussians
     from hm_talker.training.hmmm_module import HMMMModule
+    from hm_talker.training.lr_horizon import LrScheduleRecord
+    from hm_talker.training.progress import ProgressLines
     from hm_talker.training.val_video import ValidationVideo
 
+    adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
     if rank_zero_only.rank == 0:  # one writer per job, not per rank
@@ -257,6 +264,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     logger = WandbLogger(name=name, id=name, project=cfg.run.project, group=cfg.run.group or None,
                          tags=list(cfg.run.tags) or None, save_dir=str(run_dir), mode=mode,
                          resume="allow", config=flat)
+    logger._wandb_init.pop("anonymous", None)  # else wandb warns that the (unused) setting is deprecated
     t = cfg.trainer
     preemption = Preemption()
     trainer = L.Trainer(
@@ -266,6 +274,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
+                                  LrScheduleRecord(cfg), ProgressLines(t.progress_every),
                                   preemption, DistributedGaussians(), *(callbacks or [])],
         plugins=slurm_env.plugins(),
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),

@@ -1,0 +1,95 @@
+"""Training progress on stdout: step, steps/s, loss, PSNR and time left.
+
+On a terminal one line is rewritten in place (at most every `refresh_s` seconds); otherwise
+(SLURM logs, pipes) a plain line is printed every `every` steps and at the last step.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import lightning as L
+
+
+def _hms(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _scalar(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("loss")
+    try:
+        return float(value)  # one device sync, only when a line is printed
+    except (TypeError, ValueError):
+        return None
+
+
+class ProgressLines(L.Callback):
+    """Prints `step S/N | R steps/s | loss L | psnr P dB | left H:MM:SS` (rank 0 only).
+
+    loss: this step's total training loss; psnr: the last logged train/psnr (face mask, dB);
+    steps/s: since this process started training (a resumed run counts from its resume step).
+    """
+
+    def __init__(self, every: int, stream=None, refresh_s: float = 0.5) -> None:
+        self.every, self.refresh_s = max(1, int(every)), refresh_s
+        self.stream = stream
+        self._t0 = self._last = 0.0
+        self._step0, self._width = 0, 0
+
+    @property
+    def _out(self):
+        return self.stream or sys.stdout
+
+    def _tty(self) -> bool:
+        try:
+            return self._out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0 = self._last = time.monotonic()
+        self._step0 = trainer.global_step
+
+    def line(self, trainer, outputs) -> str:
+        step, total = trainer.global_step, trainer.max_steps
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        rate = (step - self._step0) / elapsed
+        parts = [f"step {step}/{total}", f"{rate:.2f} steps/s"]
+        metrics = trainer.callback_metrics
+        loss = _scalar(outputs)
+        loss = loss if loss is not None else _scalar(metrics.get("train/total"))
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+        psnr = _scalar(metrics.get("train/psnr"))
+        if psnr is not None:
+            parts.append(f"psnr {psnr:.2f} dB")
+        val = _scalar(metrics.get("psnr_val"))
+        if val is not None:
+            parts.append(f"val {val:.2f} dB")
+        parts.append(f"left {_hms((total - step) / rate) if rate > 0 else '?'}")
+        return " | ".join(parts)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero:
+            return
+        step, last = trainer.global_step, trainer.global_step >= trainer.max_steps
+        if self._tty():
+            now = time.monotonic()
+            if now - self._last < self.refresh_s and not last:
+                return
+            self._last = now
+            text = self.line(trainer, outputs)
+            self._width = max(self._width, len(text))
+            self._out.write("\r" + text.ljust(self._width) + ("\n" if last else ""))
+        elif step % self.every == 0 or last:
+            self._out.write(self.line(trainer, outputs) + "\n")
+        self._out.flush()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self._tty() and trainer.global_step < trainer.max_steps:
+            self._out.write("\n")  # stopped early: end the in-place line
+            self._out.flush()
