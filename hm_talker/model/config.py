@@ -119,7 +119,7 @@ class GaussianConfig:
     num_mouth: int = 300  # inside-mouth Gaussians at initialisation (behind the inner lips)
     sh_degree: int = 0  # spherical-harmonics degree of the colours (0 = view-independent)
     init_jitter: float = 0.03  # std of the isotropic jitter around landmarks (head units; eye distance = 1)
-    init_scale: float = 0.0  # initial isotropic scale (head units); 0 = RMS distance to 3 nearest neighbours
+    init_scale: float = 0.0  # initial isotropic scale (head units); 0 = mean distance to the 3 nearest neighbours
     init_opacity: float = 0.5  # initial opacity of every Gaussian
     mouth_depth: float = 0.15  # how far behind (+z) the inner-lip landmarks the mouth Gaussians start
     mouth_spread: float = 0.12  # std of the mouth Gaussians around the inner-lip centre (head units)

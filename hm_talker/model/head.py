@@ -23,27 +23,13 @@ INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower
 BRANCHES = ("face", "mouth")
 
 
-def knn_scale(points: Tensor, k: int = 3, chunk: int = 2048) -> Tensor:  # [N, 3] -> [N]
-    """RMS distance to the k nearest neighbours (3DGS's initial scale: neighbours just overlap)."""
-    n = points.shape[0]
-    if n <= 1:
-        return torch.full((n,), 0.05)
-    k = min(k, n - 1)
-    out = []
-    for i in range(0, n, chunk):
-        d2 = torch.cdist(points[i:i + chunk], points).pow(2)  # [c, N]
-        nearest = d2.topk(k + 1, largest=False).values[:, 1:]  # drop the point itself
-        out.append(nearest.mean(-1).sqrt())
-    return torch.cat(out).clamp(1e-4, 1.0)
-
-
 class GaussianBranch(GaussianModel):
     """Canonical Gaussians of one branch (a `GaussianModel`; its densification strategy lives in training)."""
 
     @classmethod
     def create(cls, means: Tensor, sh_degree: int, scale: float, opacity: float, rgb: Tensor) -> "GaussianBranch":
         n = means.shape[0]
-        scales = torch.full((n,), scale) if scale > 0 else knn_scale(means)  # [N]
+        scales = torch.full((n,), scale) if scale > 0 else None  # None: mean distance to the 3 nearest (3DGS)
         return cls.from_points(means, rgb.expand(n, 3), sh_degree=sh_degree, opacity=opacity, scales=scales)
 
     @property
