@@ -102,6 +102,15 @@ class AUPredictor(nn.Module):
         raw = torch.sigmoid(logits) * AU_MAX
         return {"implicit": implicit, "aus": self.calibrated(raw), "raw_aus": raw, "frames": frames}
 
+    @torch.no_grad()
+    def init_au_bias(self, mean_aus: Tensor) -> None:  # [17] mean measured intensities
+        """Start from the mean predictor: the AU head's output bias so that a zero input predicts `mean_aus`."""
+        p = (torch.as_tensor(mean_aus, dtype=torch.float32) / AU_MAX).clamp(1e-3, 1 - 1e-3)
+        head = self.speech_head if self.speech_head is not None else self.au_head[-1]
+        head.bias.copy_(torch.log(p / (1 - p)))
+        if self.speech_head is not None and self.au_head is not None:
+            self.au_head[-1].bias.zero_()
+
     def calibrated(self, aus: Tensor) -> Tensor:  # [B, 17] -> [B, 17] in [0, 5]
         """Predictions rescaled from the current speaker's statistics to the identity's measured ones."""
         if not self.cfg.calibrate:

@@ -31,6 +31,8 @@ def build_net(cfg: CMMMFitConfig):
 def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: dict | None = None):
     """Train the CMMM of `cfg` on cfg.data.roots and save `ckpt_path`; returns (module, val metrics)."""
     import lightning as L
+    import numpy as np
+    import torch
 
     from datamodules import FeatureWindowDataModule
     from hm_talker.training.cmmm_module import CMMMModule
@@ -46,6 +48,9 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
                                  shifts=list(cfg.cmmm.loss.shifts), normalise=cfg.cmmm.speaker_norm, seed=cfg.seed,
                                  num_workers=cfg.data.num_workers, speech_window=cfg.cmmm.net.speech_window)
     t = cfg.trainer
+    dm.setup()
+    train_aus = np.concatenate([d.aus[:d.num_train] for d in dm.idents])
+    net.init_au_bias(torch.from_numpy(train_aus.mean(0)))  # start from the mean predictor
     trainer = L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=1, logger=logger,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         val_check_interval=None if t.val_every <= 0 else min(t.val_every, t.max_steps),
