@@ -32,6 +32,7 @@ class Deaf:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # trains the demo model (about 5 min on 2 free cores) and drives it twice
 def test_a_deaf_model_scores_clearly_below_the_listening_one(tmp_path):
     from hm_talker.demo import run_demo
     from hm_talker.evaluate_video import drive_video_metrics
