@@ -76,6 +76,8 @@ def _add_evaluate(sub):
     p.add_argument("--target", help="video, image or folder of frames")
     p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
     p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="with --ckpt: where to render (auto: CUDA when present, with the trained backend)")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -83,13 +85,13 @@ def _run_evaluate(args) -> int:
     given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
     if given == {"ckpt", "data"}:
         from hm_talker.evaluate_ckpt import evaluate_self
-        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights)
+        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device)
     elif given == {"ckpt", "drive_video"}:
         from hm_talker.evaluate_video import evaluate_drive_video
-        m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights)
+        m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights, args.device)
     elif given == {"ckpt", "audio"}:
         from hm_talker.evaluate_ckpt import evaluate_cross
-        m = evaluate_cross(args.ckpt, args.audio, args.out, args.syncnet_weights)
+        m = evaluate_cross(args.ckpt, args.audio, args.out, args.syncnet_weights, args.device)
     elif given == {"pred", "target"}:
         from hm_talker.evaluate import evaluate_pair
         m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)

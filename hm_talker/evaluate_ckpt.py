@@ -26,8 +26,8 @@ IMAGE_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "
               "aue_upper")
 
 
-def _to_uint8(t):  # [B, 3, H, W] in [0, 1] -> [B, H, W, 3] uint8
-    return (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+def _to_uint8(t):  # [B, 3, H, W] in [0, 1] -> [B, H, W, 3] uint8 (on the host)
+    return (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def audio_only_batch(batch: dict) -> dict:
@@ -52,11 +52,11 @@ def render_held_out(module, root: Path):
     preds, targets, masks, frames = [], [], [], []
     with torch.no_grad():
         for batch in dm.val_dataloader():
-            batch = audio_only_batch(batch)
+            batch = audio_only_batch({k: v.to(module.device) for k, v in batch.items()})
             preds.append(_to_uint8(module.render(batch, module.deform(batch))["rgb"]))
             targets.append(_to_uint8(batch["image"]))
-            masks.append(batch["masks"][:, 0].numpy() > 0.5)
-            frames.append(batch["frame"].numpy())
+            masks.append(batch["masks"][:, 0].cpu().numpy() > 0.5)
+            frames.append(batch["frame"].cpu().numpy())
     return np.concatenate(preds), np.concatenate(targets), np.concatenate(masks), np.concatenate(frames)
 
 
@@ -80,10 +80,10 @@ def self_driven_metrics(module, root: Path, manifest: dict, syncnet_weights=None
     return metrics
 
 
-def evaluate_self(ckpt, data, out_dir, syncnet_weights=None) -> dict:
+def evaluate_self(ckpt, data, out_dir, syncnet_weights=None, device: str = "auto") -> dict:
     from hm_talker.inference import load_module
 
-    module, root, manifest = load_module(ckpt, data)
+    module, root, manifest = load_module(ckpt, data, device)
     metrics = self_driven_metrics(module, root, manifest, syncnet_weights)
     _finish(metrics, module, ckpt, out_dir, {"ckpt": str(ckpt), "data": str(root), "protocol": "self"})
     return metrics
@@ -112,7 +112,7 @@ def generated_only_metrics(frames: np.ndarray, audio, sample_rate: int, syncnet_
     return metrics
 
 
-def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None) -> dict:
+def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None, device: str = "auto") -> dict:
     """`--ckpt --audio`: drive with other speech; no reference mouth (see the module docstring)."""
     from hm_talker.evaluate import load_frames
     from hm_talker.inference import drive, load_module
@@ -120,7 +120,7 @@ def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    module, root, manifest = load_module(ckpt)
+    module, root, manifest = load_module(ckpt, device=device)
     report = drive(module, root, manifest, audio_path, out / "driven.mp4", ckpt=ckpt)
     frames = load_frames(out / "driven.mp4")[:report["frames"]]
     metrics = generated_only_metrics(frames, load_audio(audio_path, 16000), 16000, syncnet_weights,
@@ -136,6 +136,8 @@ def _finish(metrics: dict, module, ckpt, out_dir, inputs: dict) -> None:
 
     from omegaconf import OmegaConf
 
+    # which device, rasteriser backend and alpha clamp rendered the scored frames (inference.load_module)
+    inputs = {**inputs, "render": getattr(module, "render_info", None)}
     write_report(metrics, out_dir, inputs)
     cfg = OmegaConf.create(module.config_dict)
     run = cfg.get("run", {})

@@ -102,4 +102,8 @@ def write_report(metrics: dict, out_dir, inputs: dict) -> None:
         lines += ["", "## other", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {_fmt(metrics[k])} |" for k in extra]
     lines += ["", "## notes", ""] + [f"- {k}: {v}" for k, v in metrics["notes"].items()]
+    r = inputs.get("render")
+    if r:
+        lines.append(f"- render: {r['backend']} rasteriser on {r['device']}, alpha clamp {r['alpha_max']} "
+                     f"(trained with {r['trained_backend']})")
     (out / "metrics.md").write_text("\n".join(lines) + "\n")

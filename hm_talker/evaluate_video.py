@@ -73,12 +73,12 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     return metrics
 
 
-def evaluate_drive_video(ckpt, ref_path, out_dir, syncnet_weights=None) -> dict:
+def evaluate_drive_video(ckpt, ref_path, out_dir, syncnet_weights=None, device: str = "auto") -> dict:
     """`--ckpt --drive-video`: load the checkpoint, score it (see the module docstring), write the report."""
     from hm_talker.evaluate_ckpt import _finish
     from hm_talker.inference import load_module
 
-    module, root, manifest = load_module(ckpt)
+    module, root, manifest = load_module(ckpt, device=device)
     metrics = drive_video_metrics(module, root, manifest, ref_path, out_dir, syncnet_weights, ckpt)
     _finish(metrics, module, ckpt, out_dir, {"ckpt": str(ckpt), "drive_video": str(ref_path),
                                              "protocol": "cross-video"})
