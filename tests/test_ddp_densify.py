@@ -29,9 +29,10 @@ def _views():
 
 
 def _meta(grads, radii):
+    """As training/densify.batch_meta builds it: one row per view of the loss, n_cameras = views."""
     means2d = torch.zeros_like(grads)
     means2d.grad = grads.clone()
-    return {"means2d": means2d, "radii": radii, "width": 32, "height": 32, "n_cameras": 1}
+    return {"means2d": means2d, "radii": radii, "width": 32, "height": 32, "n_cameras": grads.shape[0]}
 
 
 def _model():
@@ -52,7 +53,8 @@ def _rank(rank: int, world: int, init: str, out: str) -> None:
     mine = slice(rank * VIEWS // world, (rank + 1) * VIEWS // world)
     model = _model()
     strategy = DistributedDensifyStrategy(CFG)
-    # each rank's loss is the mean over ITS views: its per-view gradients are world x the global ones
+    # each rank's loss is the mean over ITS views: its per-view gradients are world x the global ones,
+    # and its meta has fewer views (n_cameras): the per-view statistic comes out the same
     meta = _meta(grads[mine] * world, radii[mine])
     stats = strategy.step_post_backward(model, _opt(model), meta, step=1)
     torch.save({"stats": stats, "means": model.means.detach(), "log_scales": model.log_scales.detach()}, out)

@@ -105,7 +105,7 @@ def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
     ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else run_dir / "cmmm" / LAST
     if not cfg.cmmm.ckpt and cfg.cmmm.pretrain_steps > 0 and not ckpt.is_file():
         log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
-        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt)
+        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt, quiet=True)
         log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if ckpt.is_file():
         load_cmmm_weights(module.cmmm, ckpt, cfg.model.audio)

@@ -28,8 +28,19 @@ def build_net(cfg: CMMMFitConfig):
     return AUPredictor(cfg.audio, cfg.cmmm.net, cfg.explicit_aus)
 
 
-def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: dict | None = None):
-    """Train the CMMM of `cfg` on cfg.data.roots and save `ckpt_path`; returns (module, val metrics)."""
+def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: dict | None = None,
+               quiet: bool = False):
+    """Train the CMMM of `cfg` on cfg.data.roots and save `ckpt_path`; returns (module, val metrics).
+
+    quiet: inside an identity's fit, Lightning's start-up lines of this inner Trainer are not repeated."""
+    if quiet:
+        lightning_log = logging.getLogger("lightning.pytorch")
+        level = lightning_log.level
+        lightning_log.setLevel(logging.WARNING)
+        try:
+            return train_cmmm(cfg, ckpt_path, logger, config_dict)
+        finally:
+            lightning_log.setLevel(level)
     import lightning as L
     import numpy as np
     import torch
