@@ -1,17 +1,35 @@
 """Streaming RGB frames (plus an optional sound track) into an h264/AAC mp4 through ffmpeg.
 
 The file appears at its path only when the writer closes cleanly; an error or an interruption
-leaves no partial video behind.
+leaves no partial video behind. Work files live in `.NAME.partial-PID` next to the output; one
+left by a process that was killed outright (SIGKILL) is removed by the next writer of that path.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Delete `.NAME.partial-PID` work folders of `path` whose process no longer runs."""
+    for d in path.parent.glob(f".{path.name}.partial-*"):
+        pid = d.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class VideoWriter:
@@ -21,7 +39,10 @@ class VideoWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.stem}-", dir=self.path.parent))
+        remove_stale_partials(self.path)
+        self._tmp = self.path.parent / f".{self.path.name}.partial-{os.getpid()}"
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir()
         self._mp4 = self._tmp / "video.mp4"
         cmd = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", str(fps), "-i", "-"]

@@ -17,7 +17,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hm_talker.config_utils import merge_overrides
 from hm_talker.errors import InputError
+from hm_talker.safe_read import load_yaml_config
 from hm_talker.training.config import FitConfig
+from hm_talker.validate import (check_fit_config, check_name, refuse_interpolation,
+                                refuse_interpolation_overrides)
 
 log = logging.getLogger("hm_talker")
 DEFAULT_CONFIG = Path("experiments") / "default.yaml"  # relative to the repository root
@@ -34,15 +37,17 @@ def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
     cfg = OmegaConf.structured(FitConfig)
     OmegaConf.set_struct(cfg, True)
     path = Path(config_path) if config_path else _default_config_path()
-    if not path.is_file():
-        raise InputError(path, "config file not found")
+    user = load_yaml_config(path)
+    refuse_interpolation(OmegaConf.to_container(user, resolve=False), path)
+    refuse_interpolation_overrides(list(overrides))
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        cfg = OmegaConf.merge(cfg, user)
     except OmegaConfBaseException as exc:
         raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
     cfg = merge_overrides(cfg, list(overrides))
     if OmegaConf.is_missing(cfg.data, "root"):
         raise InputError(path, "data.root is not set (pass data.root=IDENTITY_DIR)")
+    check_fit_config(cfg, path if config_path else None)
     return cfg
 
 
@@ -156,7 +161,16 @@ class ResumableLoader:
 
 def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: list | None = None) -> Path:
     """Train (or resume) one run; returns RUN_DIR. `callbacks`: extra Lightning callbacks."""
+    from hm_talker.training.run_guard import run_dir_guard
+
     cfg = load_config(config_path, overrides)
+    check_name("run.name", run_name(cfg))  # a name derived from the identity folder too
+    run_dir = Path(cfg.run.dir) / run_name(cfg)
+    with run_dir_guard(run_dir, run_dir / "checkpoints" / LAST):
+        return _fit(cfg, resume, callbacks)
+
+
+def _fit(cfg: DictConfig, resume: bool, callbacks: list | None) -> Path:
     root = Path(cfg.data.root)
     from datamodules.talking_head import TalkingHeadDataModule, load_manifest
 
@@ -176,6 +190,10 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     last = ckpt_dir / LAST
     if resume and not last.is_file():
         raise InputError(last, "nothing to resume (no checkpoint)")
+    if resume:
+        from hm_talker.safe_read import load_checkpoint
+        if "state_dict" not in load_checkpoint(last):  # truncated / unsafe: one line, before training
+            raise InputError(last, "not an hm-talker checkpoint (no state_dict)")
     if not resume and last.is_file():
         raise InputError(run_dir, "run exists: pass --resume to continue it, or set run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -185,14 +203,16 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     import torch
     from lightning.pytorch.loggers import WandbLogger
 
+    from hm_talker.errors import Interrupted
+    from hm_talker.training.interrupt import GracefulInterrupt
     from hm_talker.training.module import TalkingHeadModule
     from hm_talker.training.val_video import ValidationVideo
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
     OmegaConf.save(cfg, run_dir / "config.yaml")
-    with np.load(root / "features.npz", allow_pickle=False) as f:
-        mean_shape = f["mean_shape"]
+    from datamodules.talking_head import load_features
+    mean_shape = load_features(root)["mean_shape"]  # every array checked finite, at the door
     module = TalkingHeadModule(OmegaConf.to_object(cfg), mean_shape,
                                config_dict=OmegaConf.to_container(cfg, resolve=True))
     class _DataModule(TalkingHeadDataModule):
@@ -201,7 +221,10 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
     dm = _DataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
-                               val_batch_size=cfg.data.val_batch_size)
+                               val_batch_size=cfg.data.val_batch_size,
+                               max_corrupt_fraction=cfg.data.max_corrupt_fraction,
+                               corrupt_warnings=cfg.data.corrupt_warnings)
+    interrupt = GracefulInterrupt()
 
     mode = wandb_mode(cfg.run.wandb_mode)
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -216,7 +239,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
-                                  *(callbacks or [])],
+                                  interrupt, *(callbacks or [])],
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,
@@ -224,6 +247,8 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     )
     torch.set_float32_matmul_precision("high")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    if interrupt.signal is not None:
+        raise Interrupted(f"interrupted at step {trainer.global_step}: checkpoint saved to {last}")
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:
