@@ -111,6 +111,9 @@ def output_dir(out, command: str, owned=lambda entries: False, what: str = "--ou
     before = set(os.listdir(out)) if out.is_dir() else set()
     try:
         yield out
+    except OSError as exc:  # a full or read-only disk while writing: name the output, not a temp file
+        remove_new_entries(out, before, created)
+        raise InputError(out, f"writing failed ({exc.strerror or exc})") from None
     except BaseException:
         remove_new_entries(out, before, created)
         raise

@@ -55,14 +55,23 @@ class VideoWriter:
         self._ff = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frames: np.ndarray) -> None:  # [n, H, W, 3] or [H, W, 3] uint8 RGB
-        self._ff.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+        try:
+            self._ff.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+        except BrokenPipeError:  # ffmpeg stopped (a full disk, say): its own message says why
+            self._ff.wait()
+            raise self._failure() from None
+
+    def _failure(self):
+        from hm_talker.errors import InputError
+
+        err = self._ff.stderr.read().decode(errors="replace").strip().splitlines()
+        return InputError(self.path, f"ffmpeg failed writing the video ({err[-1] if err else 'no message'})")
 
     def close(self) -> Path:
         try:
             self._ff.stdin.close()
-            err = self._ff.stderr.read().decode(errors="replace").strip()
             if self._ff.wait() != 0:
-                raise RuntimeError(f"ffmpeg failed writing {self.path}: {err}")
+                raise self._failure()
             os.replace(self._mp4, self.path)
         finally:
             self._cleanup()

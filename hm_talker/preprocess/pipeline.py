@@ -189,6 +189,8 @@ def preprocess(inputs, out_dir, cfg: PreprocessConfig | None = None, audio=None)
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt):  # a kill keeps finished shards for resume
             remove_new_entries(out, before, created)  # only what this run added
+        if isinstance(exc, OSError):  # a full or read-only disk: one line naming the output
+            raise InputError(out, f"writing failed ({exc.strerror or exc})") from None
         raise
     write_marker(out, "preprocess", os.listdir(out))
     return manifest

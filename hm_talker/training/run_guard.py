@@ -10,6 +10,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from hm_talker.errors import InputError
 from hm_talker.safe_output import MARKER, check_writable_dir, remove_new_entries, write_marker
 
 RUN_ENTRIES = {"checkpoints", "config.yaml", "summary.json", ".summary.json.tmp", "wandb", "val", MARKER}
@@ -27,11 +28,13 @@ def run_dir_guard(run_dir: Path, last: Path):
     before = set(os.listdir(run_dir)) if run_dir.is_dir() else set()
     try:
         yield run_dir
-    except BaseException:
+    except BaseException as exc:
         if not Path(last).is_file():
             remove_new_entries(run_dir, before, created)
-        elif run_dir.is_dir():
+        elif run_dir.is_dir() and set(os.listdir(run_dir)) != before:
             write_marker(run_dir, "fit", os.listdir(run_dir))
+        if isinstance(exc, OSError):  # a full or read-only disk: one line naming the run
+            raise InputError(run_dir, f"writing failed ({exc.strerror or exc})") from None
         raise
     if run_dir.is_dir():
         write_marker(run_dir, "fit", os.listdir(run_dir))
