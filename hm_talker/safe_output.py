@@ -47,11 +47,12 @@ def _plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
-def check_writable_dir(out: Path, owned=lambda entries: False, what: str = "--out") -> bool:
+def check_writable_dir(out: Path, owned=lambda entries: False, what: str = "--out") -> Path | None:
     """Refuse an output directory that is a file, unwritable, or holds files that are not ours.
 
     `owned(entries)` may accept a non-empty directory by its content (e.g. our manifest). Returns
-    True when OUT does not exist yet (the caller will create it)."""
+    the outermost folder that does not exist yet (OUT or a parent the caller will create with it),
+    None when OUT exists: on failure exactly that folder is removed again."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, f"{what} exists and is not a directory")
@@ -61,12 +62,15 @@ def check_writable_dir(out: Path, owned=lambda entries: False, what: str = "--ou
             raise InputError(out, f"{what} is a non-empty directory that hm-talker did not write "
                                   "(choose a new or empty directory)")
         _probe_write(out)
-        return False
+        return None
     parent = _existing_parent(out)
     if not parent.is_dir():
         raise InputError(out, f"{what} is inside {parent}, which is not a directory")
     _probe_write(parent)
-    return True
+    top = out.absolute()
+    while top.parent != parent:
+        top = top.parent
+    return top
 
 
 def _existing_parent(p: Path) -> Path:
@@ -121,13 +125,22 @@ def output_dir(out, command: str, owned=lambda entries: False, what: str = "--ou
         write_marker(out, command, set(os.listdir(out)) - {MARKER})
 
 
-def remove_new_entries(out: Path, before: set[str], created: bool) -> None:
-    """Delete what appeared in OUT since `before` (OUT itself when `created`); nothing else."""
+def remove_new_entries(out: Path, before: set[str], created: Path | None) -> None:
+    """Delete what appeared in OUT since `before` (the folder `created`, OUT or a new parent of
+    it, when this run created it); nothing else."""
     out = Path(out)
-    if not out.is_dir():
-        return
-    if created:
+    if created is not None:
         shutil.rmtree(out, ignore_errors=True)
+        p = out.absolute().parent
+        top = Path(created).absolute()
+        while p == top or top in p.parents:  # new parents go only while empty (another job may use them)
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            p = p.parent
+        return
+    if not out.is_dir():
         return
     for name in set(os.listdir(out)) - before:
         p = out / name
