@@ -23,7 +23,7 @@ def read_json(path, what: str = "JSON file") -> object:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise InputError(path, f"malformed {what} ({str(exc).splitlines()[0]})") from None
+        raise InputError(path, f"malformed {what}: not valid JSON ({str(exc).splitlines()[0]})") from None
 
 
 def load_yaml_config(path):

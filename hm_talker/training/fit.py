@@ -247,7 +247,7 @@ def _fit(cfg: DictConfig, resume: bool, callbacks: list | None) -> Path:
     )
     torch.set_float32_matmul_precision("high")
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
-    if interrupt.signal is not None:
+    if interrupt.stopped:
         raise Interrupted(f"interrupted at step {trainer.global_step}: checkpoint saved to {last}")
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}

@@ -16,7 +16,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class GracefulInterrupt(L.Callback):
     def __init__(self) -> None:
-        self.signal: int | None = None  # the signal received, None while running normally
+        self.signal: int | None = None  # the signal this process received, None while running normally
+        self.stopped = False  # training stopped because some rank received a signal
         self._previous: dict = {}
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -32,7 +33,9 @@ class GracefulInterrupt(L.Callback):
         self.signal = signum
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signal is not None:
+        # any rank signalled -> every rank stops after this step (a lone rank stopping would hang DDP)
+        if trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False):
+            self.stopped = True
             trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module) -> None:
