@@ -1,7 +1,6 @@
 """TalkingHeadDataModule: training batches from the shards of one preprocessed identity."""
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 from functools import partial

@@ -21,7 +21,6 @@ from hm_talker.video_writer import VideoWriter
 
 def load_module(ckpt_path, data_root=None):
     """Checkpoint -> (TalkingHeadModule in eval mode, identity dir, manifest). Safe loading only."""
-    import torch
     from omegaconf import OmegaConf
 
     from datamodules.talking_head import load_features, load_manifest

@@ -33,7 +33,8 @@ FIT_RANGES: dict[str, tuple] = {
     "strategy.split_into": (2, 64), "strategy.split_shrink": (1.0, INF), "strategy.max_gaussians": (1, INF),
     "strategy.prune_opacity": (0.0, 1.0), "strategy.reset_opacity": (0.0, 1.0),
     "schedule.mouth_warmup_steps": (0, INF),
-    "trainer.max_steps": (1, INF), "trainer.devices": (1, 1024), "trainer.num_nodes": (1, 100_000),
+    "trainer.max_steps": (0, INF),  # 0: no optimisation step, only the final validation of the initial model
+    "trainer.devices": (1, 1024), "trainer.num_nodes": (1, 100_000),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"), "trainer.log_every": (1, INF),
     "trainer.val_every": (1, INF), "trainer.checkpoint_every": (1, INF), "trainer.limit_val_batches": (-1, INF),
     "run.wandb_mode": ("auto", "online", "offline", "disabled"), "seed": (0, 2**32 - 1),

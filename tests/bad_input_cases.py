@@ -208,7 +208,7 @@ def _(ws, fx):
 for _kv, _key, _why in [
     ("run.name=../../escaped", "run.name", "one name"), ("run.name=/tmp/abs", "run.name", "one name"),
     ("run.name=a:b", "run.name", "one name"), ("trainer.max_steps=-1", "trainer.max_steps", "out of range"),
-    ("trainer.max_steps=0", "trainer.max_steps", "out of range"), ("data.batch_size=0", "data.batch_size", "out of range"),
+    ("trainer.max_steps=-100", "trainer.max_steps", "out of range"), ("data.batch_size=0", "data.batch_size", "out of range"),
     ("data.num_workers=-1", "data.num_workers", "out of range"), ("trainer.val_every=0", "trainer.val_every", "out of range"),
     ("trainer.checkpoint_every=-5", "trainer.checkpoint_every", "out of range"),
     ("trainer.accelerator=tpu9", "trainer.accelerator", "not one of"),

@@ -199,7 +199,6 @@ def _fit(cfg: DictConfig, resume: bool, callbacks: list | None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     import lightning as L
-    import numpy as np
     import torch
     from lightning.pytorch.loggers import WandbLogger
 
