@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from hm_talker.errors import InputError
 from hm_talker.preprocess.masks import unpack_masks
 from hm_talker.preprocess.shards import decode_image, decode_npy
 
@@ -122,23 +123,56 @@ def stride_samples(samples: Iterable[dict]) -> Iterator[dict]:
 
 
 class CorruptCounter:
-    """webdataset handler and decode guard: skip a bad sample, count it, warn, keep going."""
+    """webdataset handler and decode guard: skip a bad sample (or shard), count it, keep going, but
+    not forever: the first `warn_first` are warned about one by one, the rest are counted and
+    summarised once per pass, and a pass in which more than `max_fraction` of `quota` (the samples a
+    reader delivers per epoch) fail, or that ends that far short of the quota, is an InputError."""
 
-    def __init__(self):
-        self.count = 0
+    def __init__(self, quota: int = 0, max_fraction: float = 1.0, warn_first: int = 5, where=None):
+        self.quota, self.max_fraction, self.warn_first, self.where = quota, max_fraction, warn_first, where
+        self.count = 0  # failures over all passes
+        self.bad = self.good = 0  # failures / good samples in the current pass
+        self.last = ""
 
     def __call__(self, exc: Exception) -> bool:
         self.count += 1
-        log.warning("skipped a corrupt sample (%d so far in this reader): %s", self.count, exc)
+        self.bad += 1
+        self.last = str(exc)
+        if self.count <= self.warn_first:
+            log.warning("skipped a corrupt sample (%d so far in this reader): %s", self.count, exc)
+        if self.quota and self.bad > self.max_fraction * self.quota:
+            self._fail(f"more than {self.max_fraction:.0%} of an epoch's {self.quota} samples")
         return True
+
+    def start_pass(self) -> None:
+        self.bad = self.good = 0
+
+    def end_pass(self) -> None:
+        """A pass ran to its end: summarise the unwarned failures; too few good samples is an error."""
+        if self.bad and self.count > self.warn_first:
+            log.warning("skipped %d corrupt sample(s) in this pass of the reader (%d in all; only the first "
+                        "%d are shown one by one)", self.bad, self.count, self.warn_first)
+        short = self.quota - self.good
+        if self.bad and (self.good == 0 or (self.quota and short > self.max_fraction * self.quota)):
+            self._fail(f"{self.good} of {self.quota or 'the'} samples of an epoch were readable")
+
+    def _fail(self, what: str):
+        raise InputError(self.where, f"{self.bad} corrupt sample(s) in one epoch ({what}; limit "
+                                     f"data.max_corrupt_fraction={self.max_fraction:g}); last: {self.last}; "
+                                     "re-run hm-talker preprocess")
 
 
 def decode(samples: Iterable[dict], counter: CorruptCounter) -> Iterator[dict]:
+    counter.start_pass()
     for s in samples:
         try:
-            yield decode_sample(s)
-        except Exception as exc:  # any undecodable member: counted and skipped, never fatal
+            out = decode_sample(s)
+        except Exception as exc:  # any undecodable member: counted and skipped (up to the counter's limit)
             counter(ValueError(f"{s.get('__url__', '?')}:{s.get('__key__', '?')}: {exc}"))
+            continue
+        counter.good += 1
+        yield out
+    counter.end_pass()
 
 
 def decode_sample(s: dict) -> dict:
@@ -146,17 +180,21 @@ def decode_sample(s: dict) -> dict:
     img = decode_image(s[img_key])
     masks = unpack_masks(decode_image(s["masks.png"], gray=True))
     meta = json.loads(s["meta.json"])
+    arrays = {k: decode_npy(s[f"{k}.npy"]) for k in ("landmarks", "aus", "extrinsics", "intrinsics", "audio")}
+    bad = [k for k, a in arrays.items() if not np.isfinite(a).all()]
+    if bad:
+        raise ValueError(f"non-finite values in {', '.join(bad)}")
     # numpy, not torch ops: no intra-op thread pool in the loader (it fights the trainer's threads)
     chw = np.empty((3,) + img.shape[:2], dtype=np.float32)
     np.multiply(img.transpose(2, 0, 1), np.float32(1 / 255), out=chw)  # one pass: layout, type and scale
     return {
         "image": torch.from_numpy(chw),  # [3, H, W] in [0, 1]
         "masks": torch.from_numpy(masks),  # [3, H, W] 0/1: face, lips, inner mouth
-        "landmarks": torch.from_numpy(decode_npy(s["landmarks.npy"])),  # [478, 3]
-        "aus": torch.from_numpy(decode_npy(s["aus.npy"])),  # [17]
-        "extrinsics": torch.from_numpy(decode_npy(s["extrinsics.npy"])),  # [4, 4]
-        "intrinsics": torch.from_numpy(decode_npy(s["intrinsics.npy"])),  # [3, 3]
-        "audio": torch.from_numpy(decode_npy(s["audio.npy"])),  # [k, D]
+        "landmarks": torch.from_numpy(arrays["landmarks"]),  # [478, 3]
+        "aus": torch.from_numpy(arrays["aus"]),  # [17]
+        "extrinsics": torch.from_numpy(arrays["extrinsics"]),  # [4, 4]
+        "intrinsics": torch.from_numpy(arrays["intrinsics"]),  # [3, 3]
+        "audio": torch.from_numpy(arrays["audio"]),  # [k, D]
         "frame": int(meta["frame"]),
         "clip": int(meta["clip"]),
     }

@@ -1,7 +1,6 @@
 """TalkingHeadDataModule: training batches from the shards of one preprocessed identity."""
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 from functools import partial
@@ -63,8 +62,10 @@ class TalkingHeadDataModule(L.LightningDataModule):
     """
 
     def __init__(self, root: str, batch_size: int = 4, num_workers: int = 2, window: int = 8,
-                 shuffle_buffer: int = 128, seed: int = 0, val_batch_size: int = 8, speech_window: int = 16):
+                 shuffle_buffer: int = 128, seed: int = 0, val_batch_size: int = 8, speech_window: int = 16,
+                 max_corrupt_fraction: float = 0.5, corrupt_warnings: int = 5):
         super().__init__()
+        self.max_corrupt_fraction, self.corrupt_warnings = max_corrupt_fraction, corrupt_warnings
         self.root = Path(root)
         self.batch_size, self.num_workers, self.window = batch_size, num_workers, window
         self.speech_window = speech_window  # frames of speech features for CMMM (0: none)
@@ -78,8 +79,7 @@ class TalkingHeadDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None):
         self.manifest = load_manifest(self.root)
-        with np.load(self.root / "features.npz", allow_pickle=False) as f:
-            self.arrays = {k: f[k] for k in f.files}
+        self.arrays = load_features(self.root)
         self.windows = stages.Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
                                       self.window, *speech_features(self.manifest, self.arrays, self.speech_window),
                                       lip_motion=lip_motion(self.arrays, int(self.manifest["size"])))
@@ -113,7 +113,8 @@ class TalkingHeadDataModule(L.LightningDataModule):
         nb = self.train_batches_per_reader()
         if nb == 0:
             raise InputError(self.root, "too few train frames per reader for one batch")
-        counter = stages.CorruptCounter()
+        counter = stages.CorruptCounter(nb * self.batch_size, self.max_corrupt_fraction,
+                                        self.corrupt_warnings, self.root)
         stride = self.stride_mode()
         return wds.DataPipeline(
             stages.EpochShards(urls, sizes, self.seed, self._epoch, stride=stride),
@@ -134,8 +135,8 @@ class TalkingHeadDataModule(L.LightningDataModule):
                            pin_memory=torch.cuda.is_available())
 
     def val_pipeline(self) -> wds.DataPipeline:
-        urls, _ = self._shards("val")
-        counter = stages.CorruptCounter()
+        urls, sizes = self._shards("val")
+        counter = stages.CorruptCounter(sum(sizes), self.max_corrupt_fraction, self.corrupt_warnings, self.root)
         return wds.DataPipeline(
             wds.SimpleShardList(urls),
             wds.tarfile_to_samples(handler=counter),
@@ -150,14 +151,63 @@ class TalkingHeadDataModule(L.LightningDataModule):
 
 
 def load_manifest(root) -> dict:
+    """The identity's manifest.json, checked: ours, well-formed, every listed shard present."""
+    from hm_talker.safe_read import read_json
+
     root = Path(root)
     mpath = root / "manifest.json"
     if not mpath.is_file():
         raise InputError(root, "not a preprocessed identity (no manifest.json): run hm-talker preprocess")
-    m = json.loads(mpath.read_text())
-    if not m.get("format", "").startswith("hm-talker-shards/"):
-        raise InputError(mpath, f"unknown shard format {m.get('format')!r}")
+    m = read_json(mpath, "manifest.json")
+    if not isinstance(m, dict) or not str(m.get("format", "")).startswith("hm-talker-shards/"):
+        got = m.get("format") if isinstance(m, dict) else type(m).__name__
+        raise InputError(mpath, f"not an hm-talker manifest (format {got!r})")
+    try:
+        check_manifest(m)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(mpath, f"malformed manifest ({type(exc).__name__}: {exc})") from None
     missing = [s["name"] for sp in m["shards"].values() for s in sp if not (root / s["name"]).is_file()]
     if missing:
         raise InputError(root, f"{len(missing)} shard(s) listed in manifest.json are missing, e.g. {missing[0]}")
     return m
+
+
+def check_manifest(m: dict) -> None:
+    """The fields the loaders read, with their types; shard names are plain file names."""
+    for key in ("num_frames", "fps", "sample_rate", "size"):
+        if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] <= 0:
+            raise ValueError(f"{key} must be a positive integer")
+    for split in ("train", "val"):
+        for s in m["shards"][split]:
+            name = s["name"]
+            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                raise ValueError(f"shard name {name!r} is not a plain file name")
+            if not isinstance(s["num_samples"], int) or not isinstance(s["start"], int) or s["num_samples"] < 0:
+                raise ValueError(f"shard {name}: start / num_samples must be integers")
+    shape = m["features"]["audio"]["shape"]
+    if len(shape) != 2 or not all(isinstance(v, int) for v in shape):
+        raise ValueError("features.audio.shape must be two integers")
+    if not isinstance(m["config"], dict):
+        raise ValueError("config must be an object")
+
+
+FEATURE_KEYS = ("audio", "aus", "landmarks", "extrinsics", "intrinsics", "clip_ids", "mean_shape")
+
+
+def load_features(root) -> dict[str, np.ndarray]:
+    """features.npz of an identity (no pickles), every array finite; defects -> InputError naming it."""
+    path = Path(root) / "features.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise InputError(path, "missing (re-run hm-talker preprocess)") from None
+    except Exception as exc:  # truncated zip, object arrays, not an npz
+        raise InputError(path, f"unreadable features ({type(exc).__name__})") from None
+    missing = [k for k in FEATURE_KEYS if k not in arrays]
+    if missing:
+        raise InputError(path, f"missing arrays: {', '.join(missing)}")
+    bad = [k for k, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+    if bad:
+        raise InputError(path, f"non-finite values (NaN or inf) in {', '.join(bad)}")
+    return arrays

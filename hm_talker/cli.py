@@ -29,6 +29,8 @@ def _run_preprocess(args) -> int:
     from hm_talker.preprocess.pipeline import preprocess
 
     videos, overrides = args.videos, args.overrides
+    from hm_talker.validate import refuse_interpolation_overrides
+    refuse_interpolation_overrides(overrides)
     cfg = PreprocessConfig(size=args.size, audio_features=args.audio_features,
                            audio_model=args.audio_model, openface_csv=args.openface_csv,
                            image_format=args.image_format, shard_frames=args.shard_frames)
@@ -82,6 +84,13 @@ def _add_evaluate(sub):
 
 
 def _run_evaluate(args) -> int:
+    from hm_talker.safe_output import output_dir
+
+    with output_dir(args.out, "evaluate"):  # OUT: new, empty or ours; nothing left on failure
+        return _evaluate(args)
+
+
+def _evaluate(args) -> int:
     given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
     if given == {"ckpt", "data"}:
         from hm_talker.evaluate_ckpt import evaluate_self
@@ -148,7 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_to_interrupt(signum, frame):
+    raise KeyboardInterrupt  # so that `with` blocks clean up partial output, as for Ctrl-C
+
+
+def _resume_line(argv) -> str:
+    import shlex
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return "hm-talker " + shlex.join(args + ([] if "--resume" in args else ["--resume"]))
+
+
 def main(argv=None) -> int:
+    import signal
+    import threading
+
+    from hm_talker.errors import Interrupted
     from hm_talker.log_setup import filter_native_stderr, setup_logging
 
     command_line = argv is None
@@ -162,15 +186,27 @@ def main(argv=None) -> int:
     setup_logging(level, verbose=args.verbose)
     if command_line and not args.verbose:
         filter_native_stderr()  # the process's own stderr (not when called in-process, e.g. by tests)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm_to_interrupt) if main_thread else None
     try:
         return args.func(args)
     except InputError as exc:
         print(f"hm-talker: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full or read-only disk, a permission: one line naming the file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"hm-talker: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Interrupted as exc:
+        print(f"hm-talker: {exc.message}; resume with: {_resume_line(argv)}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("hm-talker: interrupted (finished work is kept; run the same command to resume)",
               file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -186,14 +187,15 @@ def load_summary(run_dir: str | os.PathLike) -> RunRecord:
     """Read ``<run_dir>/summary.json`` into a :class:`RunRecord`."""
     path = Path(run_dir)
     path = path if path.name == SUMMARY_FILE else path / SUMMARY_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(path, "no summary.json: not a run directory") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON: {exc}") from None
+    from .safe_read import read_json
+
+    if not path.is_file():
+        raise InputError(path, "no summary.json: not a run directory")
+    data = read_json(path, "summary.json")  # binary / malformed -> one line naming the file
     if not isinstance(data, dict) or not isinstance(data.get("metrics", {}), dict):
         raise InputError(path, "expected an object with a 'metrics' object")
+    if not isinstance(data.get("tags") or [], list) or not isinstance(data.get("config") or {}, dict):
+        raise InputError(path, "'tags' must be a list and 'config' an object")
     tags = list(data.get("tags") or [])
     return RunRecord(
         name=str(data.get("name") or path.parent.name),
@@ -402,20 +404,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", help="one row per configuration of this `hm-talker sweep` (offline)")
     parser.add_argument("--runs", default="runs", help="with --sweep: the sweep's run.dir (default runs)")
     args = parser.parse_args(argv)
+    from .safe_output import output_dir
+
+    if not args.wandb_project and not args.run_dirs:
+        parser.error("give run directories or --wandb-project")
     try:
-        if args.sweep:
-            from hm_talker.launch.compare_sweep import compare_sweep
-            compare_sweep(args.sweep, args.runs, args.out, args.metrics)
-        elif args.wandb_project:
-            records = load_wandb_runs(args.wandb_project, args.group, args.wandb_entity)
-            compare_records(records, args.out, args.metrics)
-        else:
-            if not args.run_dirs:
-                parser.error("give run directories or --wandb-project")
-            compare_runs(args.run_dirs, args.out, args.metrics)
-    except (InputError, RuntimeError) as exc:
-        print(f"error: {exc}")
-        return 1
+        with output_dir(args.out, "compare"):  # OUT: new, empty or ours; nothing left on failure
+            if args.sweep:
+                from hm_talker.launch.compare_sweep import compare_sweep
+                compare_sweep(args.sweep, args.runs, args.out, args.metrics)
+            elif args.wandb_project:
+                records = load_wandb_runs(args.wandb_project, args.group, args.wandb_entity)
+                compare_records(records, args.out, args.metrics)
+            else:
+                if not args.run_dirs:
+                    parser.error("give run directories or --wandb-project")
+                compare_runs(args.run_dirs, args.out, args.metrics)
+    except (InputError, RuntimeError) as exc:  # errors on stderr, as every other command
+        print(f"hm-talker: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

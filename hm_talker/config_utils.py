@@ -29,8 +29,10 @@ def load_experiment(path: Path, _seen: tuple = ()) -> DictConfig:
     path = Path(path)
     if path.resolve() in _seen:
         raise InputError(path, "experiment files name each other as base (a cycle)")
-    node = OmegaConf.load(path)
-    base = node.pop("base", None) if isinstance(node, DictConfig) else None
+    from hm_talker.safe_read import load_yaml_config
+
+    node = load_yaml_config(path)  # syntax errors, binary files, !!python tags: one line naming the file
+    base = node.pop("base", None)
     if base is None:
         return node
     base_path = path.parent / str(base)

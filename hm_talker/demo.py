@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("hm_talker")
+DEMO_ENTRIES = {"synthetic_talker.mp4", "identity", "runs", "other_speech.wav", "driven.mp4",
+                ".hm-talker-output.json"}  # what the demo writes into its --out
 
 
 def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) -> dict:
@@ -23,8 +25,12 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
     from hm_talker.synthetic import make_synthetic_clip, make_synthetic_speech
     from hm_talker.training.fit import fit
 
+    from hm_talker.safe_output import check_writable_dir, write_marker
+
     out = Path(out_dir).resolve()
+    check_writable_dir(out, owned=lambda entries: entries <= DEMO_ENTRIES)  # never a user's folder
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "demo", [n for n in DEMO_ENTRIES if not n.startswith(".")])
     clip_path = out / "synthetic_talker.mp4"
     if not clip_path.is_file():
         clip = make_synthetic_clip(clip_path, seconds=seconds, size=max(256, size), seed=0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hm_talker.errors import InputError
+from hm_talker.validate import refuse_interpolation
 from hm_talker.video_writer import VideoWriter
 
 
@@ -51,23 +52,22 @@ def load_module(ckpt_path, data_root=None, device: str = "auto"):
     """Checkpoint -> (HMMMModule in eval mode on `device`, identity dir, manifest). Safe loading only.
 
     `module.render_info` says which device, backend and alpha clamp render (see match_training_render)."""
-    import torch
     from omegaconf import OmegaConf
 
-    from datamodules.talking_head import load_manifest
+    from datamodules.talking_head import load_features, load_manifest
+    from hm_talker.safe_read import load_checkpoint
     from hm_talker.training.config import FitConfig
     from hm_talker.training.hmmm_module import HMMMModule
 
     ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise InputError(ckpt_path, "no such checkpoint")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, a pickle with code: all "corrupt" to a user
-        raise InputError(ckpt_path, f"corrupt or unsafe checkpoint ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+    ckpt = load_checkpoint(ckpt_path)  # weights_only: no code runs; corrupt / unsafe -> InputError
+    if "state_dict" not in ckpt or not isinstance(ckpt.get("config"), dict):
         raise InputError(ckpt_path, "not an hm-talker checkpoint (no state_dict / config)")
-    cfg = OmegaConf.merge(OmegaConf.structured(FitConfig), ckpt["config"])
+    refuse_interpolation(ckpt["config"], ckpt_path)  # a stored config is never resolved
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(FitConfig), ckpt["config"])
+    except Exception as exc:  # keys or types that FitConfig does not have
+        raise InputError(ckpt_path, f"checkpoint config does not fit this version ({type(exc).__name__})") from None
     root = Path(data_root or cfg.data.root)
     manifest = load_manifest(root)
     expected = [cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim]
@@ -75,8 +75,7 @@ def load_module(ckpt_path, data_root=None, device: str = "auto"):
     if list(have) != expected:
         raise InputError(ckpt_path, f"checkpoint was trained on audio features of shape {expected}, the "
                                     f"identity {root} has {manifest['features']['audio']['kind']} {list(have)}")
-    with np.load(root / "features.npz", allow_pickle=False) as f:
-        mean_shape = f["mean_shape"]
+    mean_shape = load_features(root)["mean_shape"]
     module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=ckpt["config"])
     try:
         module.load_state_dict(ckpt["state_dict"])
@@ -104,9 +103,18 @@ class IdentityFrames:
 
         name = next(n for lo, hi, n in self.spans if lo <= i < hi)
         if name != self._name:
-            self._samples = {int(s["__key__"]): s for s in read_shard(self.root / name)}
+            try:
+                self._samples = {int(s["__key__"]): s for s in read_shard(self.root / name)}
+            except Exception as exc:  # truncated or foreign tar: one line naming the shard
+                raise InputError(self.root / name, f"corrupt shard ({type(exc).__name__}: {exc})") from None
             self._name = name
-        return decode_sample(self._samples[i])
+        if i not in self._samples:
+            raise InputError(self.root / name, f"frame {i} is missing from the shard (re-run hm-talker preprocess)")
+        try:
+            return decode_sample(self._samples[i])
+        except Exception as exc:  # fit skips such samples; a video frame cannot be skipped
+            raise InputError(self.root / name, f"corrupt sample {i:06d} ({type(exc).__name__}: {exc}); "
+                                               "re-run hm-talker preprocess") from None
 
 
 def ping_pong(k: int, n: int) -> int:
@@ -139,6 +147,11 @@ def driving_features(audio: np.ndarray, num_frames: int, manifest: dict, audio_m
 def infer(ckpt, audio_path, out_path, data_root=None, audio_model=None, batch_size: int = 4,
           device: str = "auto") -> dict:
     """Load the checkpoint and drive it with `audio_path` (see `drive`)."""
+    from hm_talker.safe_output import check_output_file
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(None, f"--batch-size {batch_size} must be a positive integer")
+    check_output_file(out_path)  # at once, not after the render
     module, root, manifest = load_module(ckpt, data_root, device)
     return drive(module, root, manifest, audio_path, out_path, audio_model, batch_size, ckpt)
 

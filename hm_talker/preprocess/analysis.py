@@ -40,6 +40,8 @@ def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):
     else:
         audio, audio_src = audio_from_video(video, cfg.sample_rate), "track"
     where = audio_path or video
+    if not np.isfinite(audio).all():  # NaN / inf samples would poison every feature downstream
+        raise InputError(where, f"sound has {int((~np.isfinite(audio)).sum())} non-finite samples (NaN or inf)")
     idx = resample_indices(info.num_frames, info.fps, cfg.fps)
     per_frame = cfg.sample_rate // cfg.fps
     audio_frames = int(round(len(audio) / per_frame))  # a last partial frame counts when over half

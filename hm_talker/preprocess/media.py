@@ -101,6 +101,8 @@ def load_audio(path, sample_rate: int) -> np.ndarray:
     try:
         y, _ = librosa.load(str(path), sr=sample_rate, mono=True)
     except Exception as exc:
+        if "not finite" in str(exc):  # librosa's check of the decoded samples
+            raise InputError(path, "sound has non-finite samples (NaN or inf)") from None
         raise InputError(path, f"unreadable audio ({type(exc).__name__})") from None
     if y.size == 0:
         raise InputError(path, "audio has no samples")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.track import crop_boxes, crop_frame, to_crop_coords
+from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
+from hm_talker.safe_read import read_json
+from hm_talker.validate import check_preprocess_config
 
 log = logging.getLogger("hm_talker")
 FORMAT = "hm-talker-shards/1"
@@ -144,6 +148,8 @@ def iter_crops(clips, feats, frames: np.ndarray, cfg):
 def plan_shards(num_frames: int, cfg: PreprocessConfig, sample_bytes: int) -> list[dict]:
     n_val = int(round(num_frames * cfg.val_fraction))
     n_train = num_frames - n_val
+    if n_train < 1:
+        raise InputError(None, f"val_fraction={cfg.val_fraction} leaves no train frames of {num_frames}")
     per = max(1, min(cfg.shard_frames, int(cfg.shard_max_mb * 1e6 / max(1, sample_bytes * 1.25))))
     plan = []
     for split, lo, hi in (("train", 0, n_train), ("val", n_train, num_frames)):
@@ -161,14 +167,15 @@ def preprocess(inputs, out_dir, cfg: PreprocessConfig | None = None, audio=None)
     audio = Path(audio) if audio else None
     if audio is not None and len(videos) > 1:
         raise InputError(audio, "--audio applies to a single video, but several were given")
+    check_preprocess_config(cfg)
     out = Path(out_dir)
+    created = check_writable_dir(out, owned=is_identity_dir)  # never a user's folder
+    before = set(os.listdir(out)) if out.is_dir() else set()
     fp = fingerprint(videos, audio, cfg)
     mpath = out / "manifest.json"
     if mpath.is_file():
-        import json
-
-        old = json.loads(mpath.read_text())
-        if old.get("fingerprint") == fp:
+        old = read_json(mpath, "manifest.json")
+        if isinstance(old, dict) and old.get("fingerprint") == fp:
             log.info("%s is up to date: nothing to do", out)
             return old
         raise InputError(out, "already holds a preprocessed identity made from other input or "
@@ -176,13 +183,30 @@ def preprocess(inputs, out_dir, cfg: PreprocessConfig | None = None, audio=None)
 
     clips = [analyse_clip(v, audio, cfg) for v in videos]
     feats = compute_features(clips, cfg)
-    created = not out.exists()
+    check_finite(feats, audio or videos[0])
     try:
-        return _write(out, clips, feats, cfg, fp, videos)
+        manifest = _write(out, clips, feats, cfg, fp, videos)
     except BaseException as exc:
-        if created and not isinstance(exc, KeyboardInterrupt):  # a kill keeps finished shards for resume
-            shutil.rmtree(out, ignore_errors=True)
+        if not isinstance(exc, KeyboardInterrupt):  # a kill keeps finished shards for resume
+            remove_new_entries(out, before, created)  # only what this run added
+        if isinstance(exc, OSError):  # a full or read-only disk: one line naming the output
+            raise InputError(out, f"writing failed ({exc.strerror or exc})") from None
         raise
+    write_marker(out, "preprocess", os.listdir(out))
+    return manifest
+
+
+def is_identity_dir(entries: set[str]) -> bool:
+    """A directory this tool wrote: our finished manifest, or the state of an unfinished run."""
+    return "manifest.json" in entries or ".work" in entries
+
+
+def check_finite(feats: dict, source) -> None:
+    """Every per-frame array (sound features, landmarks, poses, AUs) finite, or one line naming the input."""
+    bad = [k for k, a in feats.items() if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+           and not np.isfinite(a).all()]
+    if bad:
+        raise InputError(source, f"non-finite values (NaN or inf) in the {', '.join(bad)} computed from it")
 
 
 def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
@@ -191,10 +215,17 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     state_path = work / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    try:  # an unreadable state (a crash while writing it) only means: start over
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except (OSError, ValueError):
+        state = {}
+    state = state if isinstance(state, dict) else {}
     if state.get("fingerprint") != fp:  # a different earlier attempt: start over
-        for p in out.glob("*.tar*"):
-            p.unlink()
+        for s in state.get("plan", []):  # only the shards that attempt wrote, by name
+            name = str(s.get("name", "")) if isinstance(s, dict) else ""
+            if name and Path(name).name == name:
+                for p in (out / name, out / (name + ".partial")):
+                    p.unlink(missing_ok=True)
         first = next(iter_crops(clips, feats, np.array([0]), cfg))
         size = sum(len(v) for k, v in encode_sample(0, 0, first[1], feats, cfg).items() if k != "__key__")
         state = {"fingerprint": fp, "plan": plan_shards(len(feats["aus"]), cfg, size)}

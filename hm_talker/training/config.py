@@ -31,6 +31,8 @@ class DataConfig:
     num_workers: int = 0  # data-loader worker processes (0: read in the training process)
     window: int = 8  # W: video frames in the audio / AU window (must equal model.audio.window)
     shuffle_buffer: int = 64  # sample shuffle buffer (seeded by seed, epoch and reader: reproducible)
+    max_corrupt_fraction: float = 0.5  # stop with an error when more than this share of a reader's epoch fails to decode
+    corrupt_warnings: int = 5  # corrupt samples warned about one by one per reader; the rest are counted and summarised
 
 
 @dataclass

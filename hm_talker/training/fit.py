@@ -18,6 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from hm_talker.config_utils import load_experiment, merge_overrides
 from hm_talker.errors import InputError
 from hm_talker.training.config import FitConfig
+from hm_talker.validate import (check_fit_config, check_name, refuse_interpolation,
+                                refuse_interpolation_overrides)
 
 log = logging.getLogger("hm_talker")
 DEFAULT_CONFIG = Path("experiments") / "hm_talker.yaml"  # relative to the repository root
@@ -34,15 +36,17 @@ def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
     cfg = OmegaConf.structured(FitConfig)
     OmegaConf.set_struct(cfg, True)
     path = Path(config_path) if config_path else _default_config_path()
-    if not path.is_file():
-        raise InputError(path, "config file not found")
+    user = load_experiment(path)  # with the `base:` files it names, each read safely
+    refuse_interpolation(OmegaConf.to_container(user, resolve=False), path)
+    refuse_interpolation_overrides(list(overrides))
     try:
-        cfg = OmegaConf.merge(cfg, load_experiment(path))
+        cfg = OmegaConf.merge(cfg, user)
     except OmegaConfBaseException as exc:
         raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
     cfg = merge_overrides(cfg, list(overrides))
     if OmegaConf.is_missing(cfg.data, "root"):
         raise InputError(path, "data.root is not set (pass data.root=IDENTITY_DIR)")
+    check_fit_config(cfg, path if config_path else None)
     return cfg
 
 
@@ -202,7 +206,17 @@ class ResumableLoader:
 
 def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: list | None = None) -> Path:
     """Train (or resume) one run; returns RUN_DIR. `callbacks`: extra Lightning callbacks."""
+    from hm_talker.training.run_guard import run_dir_guard
+
     cfg = load_config(config_path, overrides)
+    name = run_name(cfg, config_path)
+    check_name("run.name", name)  # a name derived from the identity folder too
+    run_dir = Path(cfg.run.dir) / name
+    with run_dir_guard(run_dir, run_dir / "checkpoints" / LAST):
+        return _fit(cfg, name, resume, callbacks)
+
+
+def _fit(cfg: DictConfig, name: str, resume: bool, callbacks: list | None) -> Path:
     root = Path(cfg.data.root)
     from datamodules.talking_head import TalkingHeadDataModule, load_manifest
 
@@ -217,26 +231,30 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     from hm_talker.launch.preempt import Preemption
 
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
-    name = run_name(cfg, config_path)
     run_dir = Path(cfg.run.dir) / name
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / LAST
     resume = slurm_env.auto_resume(resume, last)  # a requeued SLURM job continues its checkpoint
     if resume and not last.is_file():
         raise InputError(last, "nothing to resume (no checkpoint)")
+    if resume:
+        from hm_talker.safe_read import load_checkpoint
+        if "state_dict" not in load_checkpoint(last):  # truncated / unsafe: one line, before training
+            raise InputError(last, "not an hm-talker checkpoint (no state_dict)")
     if not resume and last.is_file():
         raise InputError(run_dir, "run exists: pass --resume to continue it, or set run.name")
     run_dir.mkdir(parents=True, exist_ok=True)
 
     import lightning as L
-    import numpy as np
     import torch
     from lightning.pytorch.loggers import WandbLogger
     from lightning.pytorch.utilities import rank_zero_only
 
+    from hm_talker.errors import Interrupted
     from hm_talker.log_setup import adopt_library_loggers
     from hm_talker.training.ddp_gaussians import DistributedGaussians
     from hm_talker.training.hmmm_module import HMMMModule
+    from hm_talker.training.interrupt import GracefulInterrupt
     from hm_talker.training.lr_horizon import LrScheduleRecord
     from hm_talker.training.progress import ProgressLines
     from hm_talker.training.val_video import ValidationVideo
@@ -246,8 +264,8 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     flat = flat_dict(cfg)
     if rank_zero_only.rank == 0:  # one writer per job, not per rank
         OmegaConf.save(cfg, run_dir / "config.yaml")
-    with np.load(root / "features.npz", allow_pickle=False) as f:
-        mean_shape = f["mean_shape"]
+    from datamodules.talking_head import load_features
+    mean_shape = load_features(root)["mean_shape"]  # every array checked finite, at the door
     module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
     if not resume:  # a resumed run restores CMMM from its own checkpoint
         prepare_cmmm(module, root, run_dir)
@@ -257,7 +275,10 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
     dm = _DataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
-                               val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window)
+                               val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window,
+                               max_corrupt_fraction=cfg.data.max_corrupt_fraction,
+                               corrupt_warnings=cfg.data.corrupt_warnings)
+    interrupt = GracefulInterrupt()
 
     mode = wandb_mode(cfg.run.wandb_mode)
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -275,7 +296,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
         logger=logger, callbacks=[_make_checkpoint_callback(ckpt_dir, t.checkpoint_every),
                                   ValidationVideo(run_dir / "val", manifest["fps"], identity=root),
                                   LrScheduleRecord(cfg), ProgressLines(t.progress_every),
-                                  preemption, DistributedGaussians(), *(callbacks or [])],
+                                  preemption, DistributedGaussians(), interrupt, *(callbacks or [])],
         plugins=slurm_env.plugins(),
         enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
         val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
@@ -287,6 +308,8 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
     if preemption.requested:  # stopped by the requeue signal: no validation or summary yet
         preemption.requeue(trainer, logger)
         return run_dir
+    if interrupt.stopped:
+        raise Interrupted(f"interrupted at step {trainer.global_step}: checkpoint saved to {last}")
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if trainer.is_global_zero:

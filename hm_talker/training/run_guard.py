@@ -1,0 +1,40 @@
+"""The run directory of `fit`: never a user's folder, and no half-made run left after a failure.
+
+RUN_DIR must be new, empty, or hold only entries that `fit` writes (or our output marker). When a
+run fails before its first checkpoint, the entries it added are removed (RUN_DIR too, when this run
+created it); once checkpoints/last.ckpt exists the run is kept, since `--resume` can continue it.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from hm_talker.errors import InputError
+from hm_talker.safe_output import MARKER, check_writable_dir, remove_new_entries, write_marker
+
+RUN_ENTRIES = {"checkpoints", "config.yaml", "summary.json", ".summary.json.tmp", "wandb", "val", MARKER}
+
+
+def _is_run_dir(entries: set[str]) -> bool:
+    return entries <= RUN_ENTRIES
+
+
+@contextmanager
+def run_dir_guard(run_dir: Path, last: Path):
+    """Check RUN_DIR before training (see the module docstring); clean up on failure."""
+    run_dir = Path(run_dir)
+    created = check_writable_dir(run_dir, _is_run_dir, what="run directory (run.dir/run.name)")
+    before = set(os.listdir(run_dir)) if run_dir.is_dir() else set()
+    try:
+        yield run_dir
+    except BaseException as exc:
+        if not Path(last).is_file():
+            remove_new_entries(run_dir, before, created)
+        elif run_dir.is_dir() and set(os.listdir(run_dir)) != before:
+            write_marker(run_dir, "fit", os.listdir(run_dir))
+        if isinstance(exc, OSError):  # a full or read-only disk: one line naming the run
+            raise InputError(run_dir, f"writing failed ({exc.strerror or exc})") from None
+        raise
+    if run_dir.is_dir():
+        write_marker(run_dir, "fit", os.listdir(run_dir))
