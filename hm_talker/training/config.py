@@ -61,7 +61,7 @@ class LossConfig:
     alpha: float = 0.1  # weight of L1 between the rendered head alpha and the face mask
     deform_size: float = 1.0e-3  # weight of mean |d_xyz|^2 (+ |d_scale|^2): keeps motion small and smooth
     mask_dilate: int = 1  # dilate the face mask by this many pixels before masking the losses
-    lip_motion: float = 10.0  # weight of the landmark-motion loss: face Gaussians near a lip / jaw landmark move as it did (x, y)
+    lip_motion: float = 100.0  # weight of the landmark-motion loss: face Gaussians near a lip / jaw landmark move as it did (x, y)
     lip_motion_radius: float = 0.06  # a face Gaussian follows its nearest lower-face landmark within this distance (head units)
 
 
