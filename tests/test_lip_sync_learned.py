@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-MIN_MOUTH_R = 0.2  # the demo model measured 0.30
-GAP = 0.1  # normal minus deaf mouth_r (measured 0.30 - 0.13 = 0.17)
+MIN_MOUTH_R = 0.5  # the demo model (HM-Talker, 300 steps) measured about 0.9; the model before it 0.30
+GAP = 0.3  # normal minus deaf mouth_r
 
 
 class Deaf:
@@ -25,7 +25,9 @@ class Deaf:
     def deform(self, batch):
         import torch
 
-        return self.module.deform({**batch, "audio_window": torch.zeros_like(batch["audio_window"])})
+        # every audio input the model reads: the mel window and CMMM's speech (energy / flux) window
+        silent = {k: torch.zeros_like(batch[k]) for k in ("audio_window", "speech_window") if k in batch}
+        return self.module.deform({**batch, **silent})
 
     def render(self, batch, deformed):
         return self.module.render(batch, deformed)
