@@ -406,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .safe_output import output_dir
 
-    if not args.wandb_project and not args.run_dirs:
-        parser.error("give run directories or --wandb-project")
+    if not (args.wandb_project or args.run_dirs or args.sweep):
+        parser.error("give run directories, --sweep or --wandb-project")
     try:
         with output_dir(args.out, "compare"):  # OUT: new, empty or ours; nothing left on failure
             if args.sweep:
@@ -417,8 +417,6 @@ def main(argv: list[str] | None = None) -> int:
                 records = load_wandb_runs(args.wandb_project, args.group, args.wandb_entity)
                 compare_records(records, args.out, args.metrics)
             else:
-                if not args.run_dirs:
-                    parser.error("give run directories or --wandb-project")
                 compare_runs(args.run_dirs, args.out, args.metrics)
     except (InputError, RuntimeError) as exc:  # errors on stderr, as every other command
         print(f"hm-talker: error: {exc}", file=sys.stderr)

@@ -13,7 +13,13 @@ from pathlib import Path
 from hm_talker.errors import InputError
 from hm_talker.safe_output import MARKER, check_writable_dir, remove_new_entries, write_marker
 
-RUN_ENTRIES = {"checkpoints", "config.yaml", "summary.json", ".summary.json.tmp", "wandb", "val", MARKER}
+RUN_ENTRIES = {"checkpoints", "cmmm", "config.yaml", "summary.json", ".summary.json.tmp", "wandb", "val", MARKER}
+RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")  # set for the processes of a multi-process job
+
+
+def _secondary_rank() -> bool:
+    """A process other than the job's first (DDP children, other nodes): rank zero guards RUN_DIR."""
+    return any(int(os.environ.get(v, "0") or 0) != 0 for v in RANK_VARS)
 
 
 def _is_run_dir(entries: set[str]) -> bool:
@@ -24,6 +30,9 @@ def _is_run_dir(entries: set[str]) -> bool:
 def run_dir_guard(run_dir: Path, last: Path):
     """Check RUN_DIR before training (see the module docstring); clean up on failure."""
     run_dir = Path(run_dir)
+    if _secondary_rank():  # the other ranks see rank zero's files; one guard per job
+        yield run_dir
+        return
     created = check_writable_dir(run_dir, _is_run_dir, what="run directory (run.dir/run.name)")
     before = set(os.listdir(run_dir)) if run_dir.is_dir() else set()
     try:
