@@ -99,7 +99,7 @@ def test_two_process_ddp_with_densification_keeps_identical_gaussians(identity64
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 8
     assert ckpt["num_gaussians"]["face"] > 300  # densified at steps 3 and 6 (from 300)
-    assert ckpt["state_dict"]["face.means"].shape[0] == ckpt["num_gaussians"]["face"]
+    assert ckpt["state_dict"]["head.face.means"].shape[0] == ckpt["num_gaussians"]["face"]
 
 
 @pytest.mark.slow
