@@ -80,14 +80,15 @@ class FeatureWindowDataModule(L.LightningDataModule):
         if not hasattr(self, "idents"):
             self.idents = [_Identity(r, self.window, self.normalise, self.speech_window) for r in self.roots]
 
-    def _loader(self, split: str, shuffle: bool):
+    def loader(self, split: str, shuffle: bool):
+        """Batches of one split (shuffled: seeded, last partial batch dropped)."""
         gen = torch.Generator().manual_seed(self.seed)
         return torch.utils.data.DataLoader(FeatureWindows(self.idents, split, self.shifts), self.batch_size,
                                            shuffle=shuffle, generator=gen, num_workers=self.num_workers,
                                            drop_last=shuffle)
 
     def train_dataloader(self):
-        return self._loader("train", True)
+        return self.loader("train", True)
 
     def val_dataloader(self):
-        return self._loader("val", False)
+        return self.loader("val", False)

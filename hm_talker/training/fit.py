@@ -128,12 +128,11 @@ def calibrate_cmmm(net, root: Path, window: int) -> None:
     dm = FeatureWindowDataModule([str(root)], batch_size=256, window=window, normalise=False,
                                  speech_window=net.cfg.speech_window)
     dm.setup()
-    loader = torch.utils.data.DataLoader(dm._loader("train", False).dataset, batch_size=256)
     was_training = net.training
     net.eval()
     pred, meas = [], []
     with torch.no_grad():
-        for b in loader:
+        for b in dm.loader("train", shuffle=False):  # every training frame once, in order
             pred.append(net(b["audio_window"], b.get("speech_window"))["raw_aus"])
             meas.append(b["aus"])
     net.train(was_training)

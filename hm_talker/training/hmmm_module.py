@@ -92,10 +92,9 @@ class HMMMModule(L.LightningModule):
         checkpoint["num_gaussians"] = {name: getattr(self, name).num for name in BRANCHES}
         checkpoint["densify"] = {name: s.state_dict() for name, s in self.strategies.items()}
         # what rendered the training frames: inference renders the same way (see inference.load_module)
-        checkpoint["render"] = {"backend": resolve_backend(self.head.render_cfg.backend, self.device.type == "cuda"),
-                                "alpha_max": GSPLAT_ALPHA_MAX if resolve_backend(
-                                    self.head.render_cfg.backend, self.device.type == "cuda") == "gsplat"
-                                else self.head.render_cfg.alpha_max}
+        backend = resolve_backend(self.head.render_cfg.backend, self.device.type == "cuda")
+        checkpoint["render"] = {"backend": backend,
+                                "alpha_max": GSPLAT_ALPHA_MAX if backend == "gsplat" else self.head.render_cfg.alpha_max}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._pending_rng = checkpoint.get("rng")
