@@ -113,4 +113,5 @@ def slurm_cluster():
         pytest.skip(f"could not start SLURM: {exc}")
     yield cluster
     cluster.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    if not os.environ.get("HM_TALKER_KEEP_SLURM"):
+        shutil.rmtree(root, ignore_errors=True)
