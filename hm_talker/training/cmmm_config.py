@@ -30,8 +30,8 @@ class CMMMConfig:
     """The CMMM inside an identity's fit: where it comes from and how it trains there."""
     ckpt: str = ""  # stage-1 checkpoint to load (hm-talker fit-cmmm); "" = stage 1 on this identity first
     freeze: bool = True  # keep the audio -> AU map (and its calibration) fixed in the fit; false: fine-tuned by the rendering loss + its AU loss
-    pretrain_steps: int = 500  # stage-1 steps on this identity's features when ckpt is "" (0 = none)
-    pretrain_batch_size: int = 32  # frames per stage-1 step
+    pretrain_steps: int = 3000  # stage-1 steps on this identity's features when ckpt is "" (0 = none; 500 x 32 transferred to no other speaker)
+    pretrain_batch_size: int = 64  # frames per stage-1 step
     au_loss: float = 0.1  # weight of the AU regression loss inside the fit (keeps predictions meaning AUs)
     lr: float = 5.0e-4  # Adam lr of CMMM (stage 1 and fine-tuning)
     weight_decay: float = 1.0e-4  # stage-1 AdamW weight decay (one speaker is easy to over-fit)
