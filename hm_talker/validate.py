@@ -29,7 +29,7 @@ FIT_RANGES: dict[str, tuple] = {
     "loss.lpips_start_step": (0, INF), "loss.mask_dilate": (0, 1024),
     "optim.decay_steps": (0, INF), "optim.adam_eps": (0.0, 1.0), "optim.network_decay_final": (0.0, INF),
     "strategy.refine_start": (0, INF), "strategy.refine_stop": (0, INF), "strategy.refine_every": (1, INF),
-    "strategy.reset_every": (0, INF), "strategy.pause_after_reset": (0, INF),
+    "strategy.reset_every": (0, INF), "strategy.pause_after_reset": (0, INF), "strategy.reset_settle_steps": (0, INF),
     "strategy.split_into": (2, 64), "strategy.split_shrink": (1.0, INF), "strategy.max_gaussians": (1, INF),
     "strategy.prune_opacity": (0.0, 1.0), "strategy.reset_opacity": (0.0, 1.0),
     "schedule.mouth_warmup_steps": (0, INF),

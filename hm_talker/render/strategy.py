@@ -25,6 +25,7 @@ class StrategyConfig:
     refine_stop: int = 15_000  # from this step on: no statistics, refinement or opacity reset
     refine_every: int = 100  # steps between two refinements
     reset_every: int = 3000  # steps between opacity resets (0 disables)
+    reset_stop: int = 0  # no opacity reset from this step on, so the opacities regrow before training ends (0: no limit)
     pause_after_reset: int = 0  # no refinement within this many steps after a reset (0: none)
     grad_threshold: float = 0.0002  # mean NDC-space gradient norm of means2d above which a Gaussian grows
     grow_scale3d: float = 0.01  # max scale <= this * scene_scale: clone, else split
@@ -185,7 +186,8 @@ class DensifyStrategy:
         paused = cfg.pause_after_reset > 0 and self.last_reset >= 0 and step - self.last_reset < cfg.pause_after_reset
         if step > cfg.refine_start and step % cfg.refine_every == 0 and not paused:
             out.update(self.refine(model, optimizers, step))
-        if cfg.reset_every > 0 and step > 0 and step % cfg.reset_every == 0:
+        late = cfg.reset_stop > 0 and step >= cfg.reset_stop
+        if cfg.reset_every > 0 and step > 0 and step % cfg.reset_every == 0 and not late:
             self.reset_opacity(model, optimizers)
             self.last_reset = step
             out["reset"] = True

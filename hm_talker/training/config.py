@@ -93,6 +93,7 @@ class DensifyConfig:
     refine_every: int = 100  # steps between two refinements
     reset_every: int = 1000  # steps between opacity resets (0 = never); below refine_stop, else no reset and no size prune
     pause_after_reset: int = 0  # no refinement within this many steps after a reset (0 = none)
+    reset_settle_steps: int = 500  # no opacity reset within this many steps of trainer.max_steps (a run must not end faded)
     grad_threshold: float = 2.0e-4  # mean screen-space position-gradient norm (NDC-like units) above which a Gaussian grows
     grow_scale3d: float = 0.02  # Gaussians with max scale <= this (head units) are cloned, larger ones split
     grow_scale2d: float = 0.05  # also split if the max screen radius > this fraction of the image (before refine_scale2d_stop)

@@ -17,10 +17,14 @@ from hm_talker.training.config import DensifyConfig
 log = logging.getLogger("hm_talker")
 
 
-def strategy_config(cfg: DensifyConfig, seed_offset: int = 0) -> StrategyConfig:
-    """The renderer's StrategyConfig from the fit config's `strategy` section."""
-    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig)}
+def strategy_config(cfg: DensifyConfig, seed_offset: int = 0, max_steps: int = 0) -> StrategyConfig:
+    """The renderer's StrategyConfig from the fit config's `strategy` section; `max_steps` (the run's
+    last step, 0 = unknown) stops the opacity resets `reset_settle_steps` before it: a run that ended
+    right after a reset would save a faded face (opacities clamped to `reset_opacity`)."""
+    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig) if hasattr(cfg, f.name)}
     values["seed"] = cfg.seed + seed_offset
+    if max_steps > 0:
+        values["reset_stop"] = max(1, max_steps - cfg.reset_settle_steps)
     if cfg.enabled and not 0 < cfg.reset_every < cfg.refine_stop:
         # the opacity reset and the size prune (which waits for step > reset_every) never happen
         log.warning("strategy.reset_every=%d is not below strategy.refine_stop=%d: no opacity reset and "

@@ -65,7 +65,7 @@ class HMMMModule(L.LightningModule):
             self.cmmm.requires_grad_(False)
             self.cmmm.au_encoder.requires_grad_(True)
         # one densification strategy per branch (head units: scene_scale 1); state saved in checkpoints
-        self.strategies = {name: DensifyStrategy(strategy_config(cfg.strategy, i), scene_scale=1.0)
+        self.strategies = {name: DensifyStrategy(strategy_config(cfg.strategy, i, cfg.trainer.max_steps), scene_scale=1.0)
                            for i, name in enumerate(BRANCHES)}
         self.sfp = SFPSchedule(replace(cfg.sfp, seed=cfg.sfp.seed + cfg.seed))  # source per step: (seed, step)
         self._val_sums: list[Tensor] = []
