@@ -82,7 +82,7 @@ def peak_rss(args: list[str], code: Path, out: Path) -> tuple[float, int]:
     env = {**os.environ, "PYTHONPATH": str(code), "WANDB_MODE": "offline"}
     cmd = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "hm_talker.cli", "evaluate", *args,
            "--out", str(out)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=code)  # `-m` puts the cwd first
     kb, rc = res.stdout.strip().splitlines()[-1].split()
     if rc != "0":
         raise SystemExit(f"evaluate failed ({rc}): {res.stderr.strip()[-2000:]}")
