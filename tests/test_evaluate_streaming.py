@@ -93,9 +93,11 @@ BOUND_MB = 1500
 @pytest.mark.slow
 def test_a_long_pair_is_evaluated_in_bounded_memory(tmp_path):
     """`evaluate --pred --target` on two 5 min clips at 64 px (7500 frames each, 10 s of the synthetic
-    face looped) peaks under BOUND_MB = 1500 MB and within 1.2x of the same clips' first 10 s. The
+    face looped) peaks under BOUND_MB = 1500 MB and within 1.25x of the same clips' first 10 s. The
     libraries alone (torch, mediapipe, LPIPS) take about 1.2 GB (the 10 s run's peak); holding the two
-    clips as float32, as the whole-clip version did, takes 740 MB more (2 x 7500 x 64 x 64 x 3 x 4 bytes)."""
+    clips as float32 takes 740 MB more (2 x 7500 x 64 x 64 x 3 x 4 bytes), and the whole-clip version
+    peaked at 2777 MB on these inputs. benchmarks/bench_eval_memory.py --size 64 measured 1216 MB
+    (10 s) and 1431 MB (5 min, 1.18x); the rest of the 1.25 is allocator noise."""
     from hm_talker.synthetic import make_synthetic_clip
 
     clips = {}
@@ -117,4 +119,4 @@ def test_a_long_pair_is_evaluated_in_bounded_memory(tmp_path):
         m = json.loads((out / "metrics.json").read_text())
         assert m["num_frames"] == (250, LONG_S * 25)[i] and m["psnr_face"] is not None
     assert peaks[1] < BOUND_MB, peaks
-    assert peaks[1] < 1.2 * peaks[0], peaks
+    assert peaks[1] < 1.25 * peaks[0], peaks
