@@ -91,6 +91,9 @@ def _run_evaluate(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from hm_talker.clip_frames import bound_heap_growth
+
+    bound_heap_growth()  # memory must not grow with the clip's length
     given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
     if given == {"ckpt", "data"}:
         from hm_talker.evaluate_ckpt import evaluate_self

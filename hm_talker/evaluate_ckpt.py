@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hm_talker.clip_frames import CHUNK_FRAMES, open_clip
 from hm_talker.constants import LOWER_AU_IDX
 from hm_talker.evaluate import face_geometry, write_report
-from hm_talker.metrics import METRIC_KEYS, MOUTH_PAIR_KEYS, score_frames
+from hm_talker.metrics import METRIC_KEYS, MOUTH_PAIR_KEYS, ClipScorer
 from hm_talker.metrics.mouth import mouth_opening, opening_stats
-from hm_talker.metrics.sync import compute_sync
+from hm_talker.metrics.sync import SyncStream
 
 IMAGE_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "aue_lower",
               "aue_upper")
@@ -37,8 +38,8 @@ def audio_only_batch(batch: dict) -> dict:
     return {**batch, "aus": aus}
 
 
-def render_held_out(module, root: Path):
-    """(pred, target, face masks, frame indices) of the held-out frames, in frame order.
+def held_out_batches(module, root: Path):
+    """Yield (pred, target, face masks, frame indices) per batch of held-out frames, in frame order.
 
     The model sees the held-out frames' pose, upper-face AUs and background, their audio window,
     and no lower-face measurement (:func:`audio_only_batch`).
@@ -49,30 +50,36 @@ def render_held_out(module, root: Path):
 
     dm = TalkingHeadDataModule(str(root), num_workers=0, val_batch_size=8, window=module.cfg.data.window)
     dm.setup("validate")
-    preds, targets, masks, frames = [], [], [], []
     with torch.no_grad():
         for batch in dm.val_dataloader():
             batch = audio_only_batch({k: v.to(module.device) for k, v in batch.items()})
-            preds.append(_to_uint8(module.render(batch, module.deform(batch))["rgb"]))
-            targets.append(_to_uint8(batch["image"]))
-            masks.append(batch["masks"][:, 0].cpu().numpy() > 0.5)
-            frames.append(batch["frame"].cpu().numpy())
-    return np.concatenate(preds), np.concatenate(targets), np.concatenate(masks), np.concatenate(frames)
+            yield (_to_uint8(module.render(batch, module.deform(batch))["rgb"]), _to_uint8(batch["image"]),
+                   batch["masks"][:, 0].cpu().numpy() > 0.5, batch["frame"].cpu().numpy())
 
 
 def self_driven_metrics(module, root: Path, manifest: dict, syncnet_weights=None) -> dict:
-    """All metrics of the held-out frames rendered by an already loaded model (see the module doc)."""
+    """All metrics of the held-out frames rendered by an already loaded model (see the module doc),
+    scored batch by batch as they are rendered: only per-frame landmarks and values are kept."""
     import soundfile as sf
 
-    pred, target, masks, frames = render_held_out(module, root)
-    geo = face_geometry(target, pred)
+    from hm_talker.preprocess.landmarks import LandmarkTrack
+
+    has_audio = (root / "audio.wav").is_file()
+    scorer = ClipScorer(True, has_audio, syncnet_weights)
+    first = last = None
+    with LandmarkTrack() as track_t, LandmarkTrack() as track_p:
+        for pred, target, masks, frames in held_out_batches(module, root):
+            scorer.update(pred, target, masks)
+            track_t.update(target)
+            track_p.update(pred)
+            first, last = frames[0] if first is None else first, frames[-1]
+        geo = face_geometry(track_t.landmarks(), track_p.landmarks(), scorer.size)
     audio = None
-    if (root / "audio.wav").is_file():
+    if has_audio:
         per = manifest["sample_rate"] // manifest["fps"]
         wav, _ = sf.read(root / "audio.wav", dtype="float32")
-        audio = wav[frames[0] * per:(frames[-1] + 1) * per]
-    metrics = score_frames(pred, target, face_masks=masks, audio=audio, syncnet_weights=syncnet_weights,
-                           **geo.score_kwargs())
+        audio = wav[first * per:(last + 1) * per]
+    metrics = scorer.result(audio=audio, **geo.score_kwargs())
     if geo.note:
         metrics.setdefault("notes", {})["landmarks"] = geo.note
     if audio is None:
@@ -89,32 +96,40 @@ def evaluate_self(ckpt, data, out_dir, syncnet_weights=None, device: str = "auto
     return metrics
 
 
-def generated_only_metrics(frames: np.ndarray, audio, sample_rate: int, syncnet_weights=None,
-                           why: str = "", landmarks=None) -> dict:
+def generated_only_metrics(clip, num_frames: int, audio, sample_rate: int, syncnet_weights=None,
+                           why: str = "", chunk: int = CHUNK_FRAMES) -> tuple[dict, np.ndarray]:
     """Metrics of a driven clip with no reference: Sync (with weights) and the mouth's own motion.
 
-    ``landmarks``: the frames' face-mesh points ``[T, 478, 3]`` if already detected.
+    ``clip``: the driven video (:func:`hm_talker.clip_frames.open_clip`), read ``chunk`` frames at a
+    time up to ``num_frames``. Returns the metrics and the frames' face-mesh points ``[T, 478, 3]``.
     """
-    from hm_talker.preprocess.landmarks import detect_landmarks
+    from hm_talker.preprocess.landmarks import LandmarkTrack
 
     metrics = {k: None for k in METRIC_KEYS}
     notes = {k: why for k in (*IMAGE_KEYS, *MOUTH_PAIR_KEYS)}
-    sync = compute_sync(frames, audio, sample_rate, syncnet_weights)
+    stream = SyncStream(syncnet_weights)
+    with LandmarkTrack() as track:
+        for frames in clip.chunks(chunk, num_frames):
+            track.update(frames)
+            stream.update(frames)
+        landmarks = track.landmarks()
+    sync = stream.result(audio, sample_rate)
     for k in ("sync_c", "sync_d", "av_offset"):
         metrics[k] = sync[k]
         if sync["note"]:
             notes[k] = sync["note"]
-    opening = mouth_opening(detect_landmarks(frames) if landmarks is None else landmarks)
+    opening = mouth_opening(landmarks)
     metrics.update(opening_stats(opening))
     metrics["mouth_frames_skipped"] = int((~np.isfinite(opening)).sum())
-    metrics["num_frames"] = int(len(frames))
+    metrics["num_frames"] = int(stream.num_frames)
     metrics["notes"] = notes
-    return metrics
+    return metrics, landmarks
 
 
 def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None, device: str = "auto") -> dict:
-    """`--ckpt --audio`: drive with other speech; no reference mouth (see the module docstring)."""
-    from hm_talker.evaluate import load_frames
+    """`--ckpt --audio`: drive with other speech; no reference mouth (see the module docstring).
+
+    The driven video streams to OUT/driven.mp4 as it renders and is scored from there chunk by chunk."""
     from hm_talker.inference import drive, load_module
     from hm_talker.preprocess.media import load_audio
 
@@ -122,10 +137,9 @@ def evaluate_cross(ckpt, audio_path, out_dir, syncnet_weights=None, device: str 
     out.mkdir(parents=True, exist_ok=True)
     module, root, manifest = load_module(ckpt, device=device)
     report = drive(module, root, manifest, audio_path, out / "driven.mp4", ckpt=ckpt)
-    frames = load_frames(out / "driven.mp4")[:report["frames"]]
-    metrics = generated_only_metrics(frames, load_audio(audio_path, 16000), 16000, syncnet_weights,
-                                     "no ground truth frames in the cross-driven protocol (give --drive-video "
-                                     "for a reference mouth)")
+    metrics, _ = generated_only_metrics(
+        open_clip(out / "driven.mp4"), report["frames"], load_audio(audio_path, 16000), 16000, syncnet_weights,
+        "no ground truth frames in the cross-driven protocol (give --drive-video for a reference mouth)")
     _finish(metrics, module, ckpt, out, {"ckpt": str(ckpt), "audio": str(audio_path), "protocol": "cross-audio"})
     return metrics
 

@@ -37,11 +37,10 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     """Drive an already loaded model with REF's sound (OUT/driven.mp4) and score its mouth against REF's."""
     import soundfile as sf
 
-    from hm_talker.evaluate import load_frames
+    from hm_talker.clip_frames import open_clip
     from hm_talker.evaluate_ckpt import generated_only_metrics
     from hm_talker.inference import drive
     from hm_talker.metrics.mouth import mouth_opening, mouth_scores
-    from hm_talker.preprocess.landmarks import detect_landmarks
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,11 +49,9 @@ def drive_video_metrics(module, root: Path, manifest: dict, ref_path, out_dir, s
     wav = out / "drive_audio.wav"
     sf.write(str(wav), audio, sr, subtype="FLOAT")
     report = drive(module, root, manifest, wav, out / "driven.mp4", ckpt=ckpt)
-    frames = load_frames(out / "driven.mp4")[:report["frames"]]
-    pred_landmarks = detect_landmarks(frames)
-    metrics = generated_only_metrics(
-        frames, audio, sr, syncnet_weights,
-        "another person's video is the reference: only the mouth metrics and Sync apply", pred_landmarks)
+    metrics, pred_landmarks = generated_only_metrics(  # the driven video, read back chunk by chunk
+        open_clip(out / "driven.mp4"), report["frames"], audio, sr, syncnet_weights,
+        "another person's video is the reference: only the mouth metrics and Sync apply")
     pred_open = mouth_opening(pred_landmarks)
     ref_open = mouth_opening(ref_landmarks)
     n = min(len(pred_open), len(ref_open))

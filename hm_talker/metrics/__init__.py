@@ -13,12 +13,14 @@ import math
 
 import numpy as np
 
+from hm_talker.clip_frames import CHUNK_FRAMES
+
 from .au import aue
-from .image import (PSNR_CAP_DB, lpips_distance, lpips_face, psnr, psnr_face, ssim,
+from .image import (PSNR_CAP_DB, ImageScores, as_masks, lpips_distance, lpips_face, psnr, psnr_face, ssim,
                     ssim_face)
 from .landmark import MEDIAPIPE_LIP_INDICES, lmd
 from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, mouth_opening, mouth_scores, opening_stats
-from .sync import compute_sync, sync_scores
+from .sync import SyncStream, compute_sync, sync_scores
 
 # Headline first: the face region (the full frame is mostly the real frame, composited back),
 # then lip sync, then the full-frame numbers the field also reports.
@@ -39,7 +41,7 @@ def _finite_or_none(value):
 def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, target_mouth_landmarks=None,
                  pred_aus=None, target_aus=None, audio=None, sample_rate: int = 16000,
                  syncnet_weights=None, *, sync_frames=None, lmd_reference_size=None,
-                 pred_landmarks=None, target_landmarks=None, device=None) -> dict:
+                 pred_landmarks=None, target_landmarks=None, device=None, chunk: int = CHUNK_FRAMES) -> dict:
     """Score one generated clip against its ground truth.
 
     Args (shapes):
@@ -57,6 +59,8 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
             no face was found (not interpolated: such frames are skipped and counted in
             ``mouth_frames_skipped``), for the mouth-motion metrics of :mod:`.mouth`.
         device: torch device for PSNR/SSIM/LPIPS (default: CUDA if available).
+        chunk: frames converted to float and scored at once (:class:`ClipScorer`); the values do
+            not depend on it.
 
     Returns:
         dict with :data:`METRIC_KEYS` (floats; ``av_offset`` and ``num_frames`` ints; None where a
@@ -67,70 +71,105 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
     if len(np.shape(pred)) != 4:
         raise ValueError(f"frames must be [T, H, W, 3], got {np.shape(pred)}")
     num_frames, height, width = (int(s) for s in np.shape(pred)[:3])
-    out: dict = {k: None for k in METRIC_KEYS}
-    notes: dict[str, str] = {}
-    out["num_frames"] = num_frames
+    masks = None if face_masks is None else as_masks(face_masks, num_frames, height, width)
+    sync_src = pred if sync_frames is None else sync_frames
+    scorer = ClipScorer(masks is not None, audio is not None, syncnet_weights, device)
+    for i in range(0, num_frames, chunk):
+        scorer.update(pred[i:i + chunk], target[i:i + chunk], None if masks is None else masks[i:i + chunk],
+                      sync_src[i:i + chunk])
+    return scorer.result(pred_mouth_landmarks, target_mouth_landmarks, pred_aus, target_aus, audio, sample_rate,
+                         lmd_reference_size=lmd_reference_size, pred_landmarks=pred_landmarks,
+                         target_landmarks=target_landmarks)
 
-    out["psnr"] = psnr(pred, target, device=device)
-    out["ssim"] = ssim(pred, target, device=device)
-    try:
-        out["lpips"] = lpips_distance(pred, target, device=device)
-    except Exception as exc:  # missing backbone must not cost the other numbers
-        notes["lpips"] = f"LPIPS unavailable: {exc}"
 
-    if face_masks is None:
-        for key in ("psnr_face", "ssim_face", "lpips_face"):
-            notes[key] = "no face_masks given"
-    else:
-        out["psnr_face"] = psnr_face(pred, target, face_masks, device=device)
-        out["ssim_face"] = ssim_face(pred, target, face_masks, device=device)
-        if "lpips" in notes:
-            notes["lpips_face"] = notes["lpips"]
+class ClipScorer:
+    """:func:`score_frames` of a clip fed in consecutive chunks: memory holds one chunk of frames.
+
+    ``face_masks``: whether every :meth:`update` brings the chunk's face masks (for ``*_face``);
+    ``sync``: whether to embed the frames for SyncNet (the sound comes with :meth:`result`).
+    """
+
+    def __init__(self, face_masks: bool, sync: bool, syncnet_weights=None, device=None):
+        self.face = face_masks
+        self.image = ImageScores(device)
+        self.sync = SyncStream(syncnet_weights) if sync else None
+        self.num_frames, self.size = 0, None
+
+    def update(self, pred, target, face_masks=None, sync_frames=None) -> None:
+        """The next chunk: ``[n, H, W, 3]`` uint8 RGB pred and target, ``[n, H, W]`` masks, face crops."""
+        if np.shape(pred) != np.shape(target):
+            raise ValueError(f"pred {np.shape(pred)} and target {np.shape(target)} differ in shape")
+        if self.face and face_masks is None:
+            raise ValueError("this scorer scores face regions: give every chunk its face masks")
+        self.size = tuple(int(s) for s in np.shape(pred)[1:3])
+        self.num_frames += len(pred)
+        self.image.update(pred, target, face_masks if self.face else None)
+        if self.sync is not None:
+            self.sync.update(pred if sync_frames is None else sync_frames)
+
+    def result(self, pred_mouth_landmarks=None, target_mouth_landmarks=None, pred_aus=None, target_aus=None,
+               audio=None, sample_rate: int = 16000, *, lmd_reference_size=None, pred_landmarks=None,
+               target_landmarks=None) -> dict:
+        """The clip's metrics (arguments and return value as :func:`score_frames`)."""
+        out: dict = {k: None for k in METRIC_KEYS}
+        notes: dict[str, str] = {}
+        out["num_frames"] = self.num_frames
+        image = self.image.means()
+        for key in ("psnr", "ssim", "lpips"):
+            out[key] = image[key]
+        if self.image.lpips_error is not None:
+            notes["lpips"] = f"LPIPS unavailable: {self.image.lpips_error}"
+
+        if not self.face:
+            for key in ("psnr_face", "ssim_face", "lpips_face"):
+                notes[key] = "no face_masks given"
         else:
-            out["lpips_face"] = lpips_face(pred, target, face_masks, device=device)
-        for key, why in (("psnr_face", "every face mask is empty"),
-                         ("ssim_face", "no face box of at least 11 px"),
-                         ("lpips_face", "no face box of at least 32 px")):
+            for key in ("psnr_face", "ssim_face", "lpips_face"):
+                out[key] = image[key]
+            if "lpips" in notes:
+                notes["lpips_face"] = notes["lpips"]
+            for key, why in (("psnr_face", "every face mask is empty"),
+                             ("ssim_face", "no face box of at least 11 px"),
+                             ("lpips_face", "no face box of at least 32 px")):
+                if out[key] is None and key not in notes:
+                    notes[key] = why
+
+        if pred_mouth_landmarks is None or target_mouth_landmarks is None:
+            notes["lmd"] = "mouth landmarks of pred and target not given"
+        else:
+            size = self.size if lmd_reference_size is not None else None
+            out["lmd"] = lmd(pred_mouth_landmarks, target_mouth_landmarks, size, lmd_reference_size)
+            if out["lmd"] is None:
+                notes["lmd"] = "no frame with valid landmarks in both clips"
+
+        _score_mouth(out, notes, pred_landmarks, target_landmarks)
+
+        if pred_aus is None or target_aus is None:
+            for key in ("aue", "aue_lower", "aue_upper"):
+                notes[key] = "AUs of pred and target not given"
+        else:
+            au = aue(pred_aus, target_aus)
+            for key in ("aue", "aue_lower", "aue_upper"):
+                out[key] = au[key]
+                if au[key] is None:
+                    notes[key] = "no frame with valid AUs in both clips"
+
+        if audio is None or self.sync is None:
+            for key in ("sync_c", "sync_d", "av_offset"):
+                notes[key] = "no audio given"
+        else:
+            sync = self.sync.result(audio, sample_rate)
+            for key in ("sync_c", "sync_d", "av_offset"):
+                out[key] = sync[key]
+                if sync[key] is None:
+                    notes[key] = sync["note"]
+
+        for key in METRIC_KEYS:
+            out[key] = _finite_or_none(out[key])
             if out[key] is None and key not in notes:
-                notes[key] = why
-
-    if pred_mouth_landmarks is None or target_mouth_landmarks is None:
-        notes["lmd"] = "mouth landmarks of pred and target not given"
-    else:
-        size = (height, width) if lmd_reference_size is not None else None
-        out["lmd"] = lmd(pred_mouth_landmarks, target_mouth_landmarks, size, lmd_reference_size)
-        if out["lmd"] is None:
-            notes["lmd"] = "no frame with valid landmarks in both clips"
-
-    _score_mouth(out, notes, pred_landmarks, target_landmarks)
-
-    if pred_aus is None or target_aus is None:
-        for key in ("aue", "aue_lower", "aue_upper"):
-            notes[key] = "AUs of pred and target not given"
-    else:
-        au = aue(pred_aus, target_aus)
-        for key in ("aue", "aue_lower", "aue_upper"):
-            out[key] = au[key]
-            if au[key] is None:
-                notes[key] = "no frame with valid AUs in both clips"
-
-    if audio is None:
-        for key in ("sync_c", "sync_d", "av_offset"):
-            notes[key] = "no audio given"
-    else:
-        sync = compute_sync(pred if sync_frames is None else sync_frames, audio, sample_rate,
-                            syncnet_weights)
-        for key in ("sync_c", "sync_d", "av_offset"):
-            out[key] = sync[key]
-            if sync[key] is None:
-                notes[key] = sync["note"]
-
-    for key in METRIC_KEYS:
-        out[key] = _finite_or_none(out[key])
-        if out[key] is None and key not in notes:
-            notes[key] = "not finite"
-    out["notes"] = notes
-    return out
+                notes[key] = "not finite"
+        out["notes"] = notes
+        return out
 
 
 def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> None:
@@ -155,7 +194,7 @@ def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> No
     notes.update(scores["notes"])
 
 
-__all__ = ["METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS",
+__all__ = ["ClipScorer", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS",
            "mouth_opening", "mouth_scores", "opening_stats", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
            "lpips_distance", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "sync_scores",
            "compute_sync"]

@@ -250,8 +250,49 @@ def lpips_face(pred, target, face_masks, device: str | torch.device | None = "cp
     return _mean_or_none(lpips_face_per_frame(pred, target, face_masks, device))
 
 
+# --------------------------------------------------------------------------- a clip in chunks
+class ImageScores:
+    """PSNR / SSIM / LPIPS of a clip fed in consecutive chunks of frames (full frame and, with masks,
+    face region). Only per-frame values are kept, so :meth:`means` equals :func:`psnr`, :func:`ssim`,
+    :func:`lpips_distance`, :func:`psnr_face`, ... on the whole clip while memory holds one chunk."""
+
+    KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face")
+
+    def __init__(self, device: str | torch.device | None = None):
+        self.device = device
+        self.values: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
+        self.lpips_error: str | None = None  # why LPIPS is unavailable (the backbone), if it is
+
+    def update(self, pred, target, face_masks=None) -> None:
+        """Score one chunk: ``[n, H, W, 3]`` frames, ``face_masks`` ``[n, H, W]`` or None."""
+        d, v = self.device, self.values
+        v["psnr"].append(psnr_per_frame(pred, target, device=d))
+        v["ssim"].append(ssim_per_frame(pred, target, device=d))
+        if self.lpips_error is None:
+            try:
+                v["lpips"].append(lpips_per_frame(pred, target, device=d))
+            except Exception as exc:  # a missing backbone must not cost the other numbers
+                self.lpips_error = str(exc)
+        if face_masks is None:
+            return
+        v["psnr_face"].append(psnr_face_per_frame(pred, target, face_masks, device=d))
+        v["ssim_face"].append(ssim_face_per_frame(pred, target, face_masks, device=d))
+        if self.lpips_error is None:
+            v["lpips_face"].append(lpips_face_per_frame(pred, target, face_masks, device=d))
+
+    def means(self) -> dict:
+        """Clip values (mean over frames; face keys over the frames with a usable mask); None if none."""
+        out = {}
+        for key, per_frame in self.values.items():
+            if key.startswith("lpips") and self.lpips_error is not None:
+                per_frame = []  # no LPIPS at all rather than that of some chunks
+            x = np.concatenate(per_frame) if per_frame else np.zeros(0)
+            out[key] = _mean_or_none(x) if key.endswith("_face") else (float(x.mean()) if x.size else None)
+        return out
+
+
 __all__: Sequence[str] = (
-    "PSNR_CAP_DB", "psnr", "psnr_per_frame", "psnr_face", "psnr_face_per_frame",
+    "ImageScores", "PSNR_CAP_DB", "psnr", "psnr_per_frame", "psnr_face", "psnr_face_per_frame",
     "ssim", "ssim_per_frame", "ssim_face", "ssim_face_per_frame",
     "lpips_distance", "lpips_per_frame", "lpips_face", "lpips_face_per_frame",
     "get_lpips_model", "to_float_frames", "as_masks", "mask_bbox",

@@ -48,12 +48,13 @@ def mouth_opening(landmarks) -> np.ndarray:  # [T, 478, 2|3] -> [T]
     Unit: inter-ocular distances. ``landmarks`` are mediapipe face-mesh points in any pixel (or
     normalised) coordinates; only x and y are used, so the measure ignores the depth estimate.
     """
-    p = np.asarray(landmarks, dtype=np.float64)
+    p = np.asarray(landmarks)
     if p.ndim != 3 or p.shape[1] <= max(LM.values()) or p.shape[2] < 2:
         raise ValueError(f"landmarks must be [T, 478, 2|3], got {p.shape}")
-    xy = p[..., :2]
-    gap = np.linalg.norm(xy[:, LM["lip_up_inner"]] - xy[:, LM["lip_low_inner"]], axis=-1)
-    eyes = np.linalg.norm(xy[:, LM["r_eye_outer"]] - xy[:, LM["l_eye_outer"]], axis=-1)
+    points = ("lip_up_inner", "lip_low_inner", "r_eye_outer", "l_eye_outer")
+    up, low, r_eye, l_eye = np.moveaxis(p[:, [LM[k] for k in points], :2].astype(np.float64), 1, 0)  # 4 points only
+    gap = np.linalg.norm(up - low, axis=-1)
+    eyes = np.linalg.norm(r_eye - l_eye, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = gap / eyes
     out[~np.isfinite(out) | (eyes <= 0)] = np.nan

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hm_talker.clip_frames import CHUNK_FRAMES
+
 ENV_VAR = "HM_TALKER_SYNCNET_WEIGHTS"
 VSHIFT = 15
 FPS = 25
@@ -209,29 +211,96 @@ class SyncNetScorer:
 _SCORERS: dict[tuple[str, str], SyncNetScorer] = {}
 
 
+class SyncStream:
+    """:func:`compute_sync` of a clip fed in consecutive chunks of frames.
+
+    Memory holds SyncNet's visual embeddings (1024 floats a window) and the prepared frames of the
+    windows not yet embedded, never the clip. Windows are embedded in the batches
+    :meth:`SyncNetScorer.embed` uses, so the numbers equal the whole-clip ones. Never raises: a
+    failure becomes the ``note`` of :meth:`result`.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str | None = None):
+        self.num_frames, self.done = 0, 0  # frames seen; windows embedded
+        self.scorer, self.note, self.missing = None, None, None
+        self._pending = None  # prepared frames [1, 3, m, 224, 224] from frame `done` on
+        self._visual: list[torch.Tensor] = []
+        path = resolve_weights(weights)
+        if path is None:
+            self.missing = f"no SyncNet weights (syncnet_v2.model): pass syncnet_weights or set {ENV_VAR}"
+            return
+        key = (str(path.resolve()), str(device))
+        try:
+            self.scorer = _SCORERS.get(key) or _SCORERS.setdefault(key, SyncNetScorer(path, device=device))
+        except Exception as exc:  # evaluation must go on: report instead of failing the whole run
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.note, self.scorer, self._pending = f"SyncNet failed: {type(exc).__name__}: {exc}", None, None
+
+    def update(self, frames) -> None:
+        """Add the next ``[n, H, W, 3]`` uint8 RGB face crops (25 fps)."""
+        self.num_frames += len(frames)
+        if self.scorer is None:
+            return
+        try:
+            vid = self.scorer.prepare_frames(frames)
+            self._pending = vid if self._pending is None else torch.cat([self._pending, vid], dim=2)
+            self._embed(self.num_frames - VIDEO_WINDOW + 1, whole_batches=True)
+        except Exception as exc:
+            self._fail(exc)
+
+    @torch.no_grad()
+    def _embed(self, windows: int, whole_batches: bool) -> None:
+        """Embed windows ``done .. windows - 1`` (only whole batches while more frames may come)."""
+        bs = self.scorer.batch_size
+        while self.done < windows and (not whole_batches or self.done + bs <= windows):
+            k = min(windows, self.done + bs) - self.done
+            v_in = torch.cat([self._pending[:, :, i:i + VIDEO_WINDOW] for i in range(k)]).to(self.scorer.device)
+            self._visual.append(self.scorer.net.forward_lip(v_in).cpu())
+            self._pending, self.done = self._pending[:, :, k:], self.done + k
+
+    @torch.no_grad()
+    def result(self, audio, sample_rate: int = SAMPLE_RATE) -> dict:
+        """``{'sync_c', 'sync_d', 'av_offset', 'note'}`` of the frames so far against ``audio``."""
+        empty = {k: None for k in SYNC_KEYS}
+        if self.missing or audio is None:
+            return {**empty, "note": self.missing or "no audio given"}
+        if self.scorer is None:
+            return {**empty, "note": self.note}
+        try:
+            cc, num_samples = self.scorer.prepare_audio(audio, sample_rate)
+            n = min(self.num_frames, num_samples // SAMPLES_PER_FRAME) - VIDEO_WINDOW
+            if n <= 0:
+                raise ValueError(f"clip too short for SyncNet: {self.num_frames} frames, {num_samples} samples")
+            self._embed(n, whole_batches=False)
+            a_out = []
+            for start in range(0, n, self.scorer.batch_size):
+                a_in = torch.cat([cc[:, :, :, i * MFCC_STEPS_PER_FRAME:i * MFCC_STEPS_PER_FRAME + MFCC_WINDOW]
+                                  for i in range(start, min(n, start + self.scorer.batch_size))])
+                a_out.append(self.scorer.net.forward_aud(a_in.to(self.scorer.device)).cpu())
+            visual = torch.cat(self._visual)[:n]
+            return {**sync_scores(visual, torch.cat(a_out), self.scorer.vshift).as_dict(), "note": None}
+        except Exception as exc:
+            return {**empty, "note": f"SyncNet failed: {type(exc).__name__}: {exc}"}
+
+
 def compute_sync(frames, audio, sample_rate: int = SAMPLE_RATE, weights: str | os.PathLike | None = None,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, chunk: int = CHUNK_FRAMES) -> dict:
     """``{'sync_c', 'sync_d', 'av_offset', 'note'}``; never raises for missing weights or bad clips.
 
-    ``frames``: ``[T, H, W, 3]`` uint8 RGB face crops at 25 fps; ``audio``: mono waveform
-    ``[N]`` (float in [-1, 1] or int16). On failure the three values are None and ``note`` says
-    why; on success ``note`` is None.
+    ``frames``: ``[T, H, W, 3]`` uint8 RGB face crops at 25 fps, prepared ``chunk`` frames at a time
+    (:class:`SyncStream`); ``audio``: mono waveform ``[N]`` (float in [-1, 1] or int16). On failure
+    the three values are None and ``note`` says why; on success ``note`` is None.
     """
-    empty = {k: None for k in SYNC_KEYS}
-    path = resolve_weights(weights)
-    if path is None:
-        return {**empty, "note": f"no SyncNet weights (syncnet_v2.model): pass syncnet_weights or set {ENV_VAR}"}
-    if audio is None:
-        return {**empty, "note": "no audio given"}
-    key = (str(path.resolve()), str(device))
-    try:
-        scorer = _SCORERS.get(key)
-        if scorer is None:
-            scorer = _SCORERS[key] = SyncNetScorer(path, device=device)
-        return {**scorer.score(frames, audio, sample_rate).as_dict(), "note": None}
-    except Exception as exc:  # evaluation must go on: report instead of failing the whole run
-        return {**empty, "note": f"SyncNet failed: {type(exc).__name__}: {exc}"}
+    stream = SyncStream(weights, device)
+    if stream.scorer is not None and audio is not None:
+        for i in range(0, len(frames), chunk):
+            stream.update(frames[i:i + chunk])
+    else:
+        stream.num_frames = len(frames)
+    return stream.result(audio, sample_rate)
 
 
 __all__ = ["ENV_VAR", "VSHIFT", "SyncResult", "offset_distances", "sync_scores", "SyncNetScorer",
-           "compute_sync", "resolve_weights", "audio_to_int16_scale"]
+           "SyncStream", "compute_sync", "resolve_weights", "audio_to_int16_scale"]

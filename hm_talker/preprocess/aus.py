@@ -97,7 +97,12 @@ class AUCalibration:
     def fit(cls, canon: np.ndarray, unit_overrides: dict | None = None,
             neutral_percentile: float = 5.0) -> "AUCalibration":
         """Neutral levels from the clip: `neutral_percentile` of each feature (the eyelids' median)."""
-        feats = geometry_features(canon)
+        return cls.fit_features(geometry_features(canon), unit_overrides, neutral_percentile)
+
+    @classmethod
+    def fit_features(cls, feats: dict[str, np.ndarray], unit_overrides: dict | None = None,
+                     neutral_percentile: float = 5.0) -> "AUCalibration":
+        """:meth:`fit` from the clip's :func:`geometry_features` (per-frame scalars, not landmarks)."""
         neutral, units = {}, {}
         for au, (feat, pct, unit) in AU_GEOMETRY.items():
             neutral[au] = float(np.percentile(feats[feat], neutral_percentile if pct is NEUTRAL else pct))
@@ -108,8 +113,11 @@ class AUCalibration:
 
     def apply(self, canon: np.ndarray) -> np.ndarray:
         """[T, 478, 3] pose-free landmarks -> [T, 17] AU intensities in [0, 5]."""
-        feats = geometry_features(canon)
-        out = np.zeros((len(canon), len(AU_NAMES)), dtype=np.float32)
+        return self.apply_features(geometry_features(canon))
+
+    def apply_features(self, feats: dict[str, np.ndarray]) -> np.ndarray:
+        """:meth:`apply` to already computed :func:`geometry_features` ([T] each) -> [T, 17]."""
+        out = np.zeros((len(feats["lip_gap"]), len(AU_NAMES)), dtype=np.float32)
         for j, au in enumerate(AU_NAMES):
             feat = AU_GEOMETRY[au][0]
             out[:, j] = (feats[feat] - self.neutral[au]) / max(self.units[au], 1e-9)

@@ -63,13 +63,35 @@ class FaceMeshTracker:
 
 def detect_landmarks(frames, static: bool = False) -> np.ndarray:
     """[T, H, W, 3] uint8 RGB frames -> [T, 478, 3] pixel landmarks, NaN where no face was found."""
-    out = np.full((len(frames), 478, 3), np.nan, dtype=np.float32)
-    with FaceMeshTracker(static=static) as tracker:
-        for i, frame in enumerate(frames):
-            p = tracker(frame)
-            if p is not None:
-                out[i] = p
-    return out
+    with LandmarkTrack(static=static) as track:
+        track.update(frames)
+        return track.landmarks()
+
+
+class LandmarkTrack:
+    """:func:`detect_landmarks` of one clip fed in consecutive chunks ``[n, H, W, 3]`` uint8 RGB.
+
+    Keeps only the landmarks (478 x 3 floats a frame), never the frames.
+    """
+
+    def __init__(self, static: bool = False):
+        self._tracker = FaceMeshTracker(static=static)
+        self._rows: list[np.ndarray] = []
+
+    def update(self, frames) -> None:
+        for frame in frames:
+            p = self._tracker(frame)
+            self._rows.append(np.full((478, 3), np.nan, dtype=np.float32) if p is None else p)
+
+    def landmarks(self) -> np.ndarray:
+        """``[T, 478, 3]`` pixel landmarks of the frames so far, NaN where no face was found."""
+        return np.stack(self._rows) if self._rows else np.full((0, 478, 3), np.nan, dtype=np.float32)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._tracker.close()
 
 
 def _box(p):

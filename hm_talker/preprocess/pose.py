@@ -40,11 +40,11 @@ def mean_shape(lms: np.ndarray, iters: int = 3) -> np.ndarray:
     for _ in range(iters):
         shape = shape - shape[idx].mean(0)
         shape /= np.linalg.norm(shape[LM["r_eye_outer"]] - shape[LM["l_eye_outer"]])
-        aligned = []
+        total = np.zeros_like(shape)  # a running sum, not a list: memory stays one shape long
         for p in lms:
             s, r, t = similarity(p[idx], shape[idx])
-            aligned.append(s * p @ r.T + t)
-        shape = np.mean(aligned, 0)
+            total += s * p @ r.T + t
+        shape = total / len(lms)
         idx = rigid_subset(shape - shape.mean(0))
     shape = shape - shape[idx].mean(0)
     return shape / np.linalg.norm(shape[LM["r_eye_outer"]] - shape[LM["l_eye_outer"]])
