@@ -87,17 +87,18 @@ def test_sync_in_chunks_equals_the_whole_clip(tmp_path):
 
 LONG_S = 300  # the long input of the memory test (s)
 SIZE = 64  # its frame side (px): small enough for the CPU time of 2 x 7500 frames
-BOUND_MB = 1500
+BOUND_MB = 2200  # the whole-clip code peaked 1540 MB above its 10 s run on these inputs; streaming about 260
 
 
 @pytest.mark.slow
 def test_a_long_pair_is_evaluated_in_bounded_memory(tmp_path):
     """`evaluate --pred --target` on two 5 min clips at 64 px (7500 frames each, 10 s of the synthetic
-    face looped) peaks under BOUND_MB = 1500 MB and within 1.25x of the same clips' first 10 s. The
+    face looped) peaks under BOUND_MB = 2200 MB and within 1.25x of the same clips' first 10 s. The
     libraries alone (torch, mediapipe, LPIPS) take about 1.2 GB (the 10 s run's peak); holding the two
     clips as float32 takes 740 MB more (2 x 7500 x 64 x 64 x 3 x 4 bytes), and the whole-clip version
     peaked at 2777 MB on these inputs. benchmarks/bench_eval_memory.py --size 64 measured 1216 MB
-    (10 s) and 1431 MB (5 min, 1.18x); the rest of the 1.25 is allocator noise."""
+    (10 s) and 1431 MB (5 min, 1.18x); a fresh clone on a busy machine 1434 and 1698 MB (1.18x):
+    the baseline moves with the machine, the ratio does not."""
     from hm_talker.synthetic import make_synthetic_clip
 
     clips = {}
