@@ -29,7 +29,7 @@ from hm_talker.constants import AU_NAMES
 from hm_talker.metrics.mouth import mouth_opening
 from hm_talker.model.au_predictor import AUPredictor
 from hm_talker.training.cmmm_config import CMMMFitConfig
-from hm_talker.training.fit_cmmm import load_cmmm_weights
+from hm_talker.training.fit_cmmm import build_net, load_cmmm_weights
 
 MOUTH = [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]
 
@@ -39,8 +39,7 @@ def load_net(ckpt: Path) -> tuple[AUPredictor, CMMMFitConfig]:
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.structured(CMMMFitConfig)
-    cfg.cmmm.net.explicit_dim = cfg.audio.condition_dim
-    net = AUPredictor(cfg.audio, cfg.cmmm.net, cfg.explicit_aus)
+    net = build_net(cfg)
     load_cmmm_weights(net, ckpt, cfg.audio)
     return net.eval(), cfg
 
