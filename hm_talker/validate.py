@@ -44,6 +44,7 @@ FIT_RANGES: dict[str, tuple] = {
     "hmmm.upper_au_source": ("frames", "predicted"), "hmmm.gate_hidden_dim": (1, 1 << 16),
     "sfp.schedule": ("alternate", "random", "curriculum"), "sfp.p_measured": (0.0, 1.0),
     "sfp.period": (1, INF), "sfp.curriculum_steps": (1, INF), "sfp.seed": (0, 2**32 - 1),
+    "sfp.predicted_lip_motion": (0.0, INF),
     "cmmm.pretrain_steps": (0, INF), "cmmm.pretrain_batch_size": (1, 1 << 16), "cmmm.lr": (1e-12, INF),
     "cmmm.weight_decay": (0.0, INF), "cmmm.au_loss": (0.0, INF),
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_window": (1, 1024),

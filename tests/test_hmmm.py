@@ -78,6 +78,12 @@ def test_frozen_cmmm_gets_no_gradient_and_implicit_mode_has_no_explicit_path(ide
     assert implicit.conditions(_batch(identity64))["explicit"] is None
 
 
+def test_predicted_lip_motion_scales_the_landmark_target_on_predicted_steps_only(identity64):
+    module = _module(identity64, "loss.lip_motion=100", "sfp.predicted_lip_motion=0.25")
+    assert module.lip_motion_weight(MEASURED) == 100.0
+    assert module.lip_motion_weight(PREDICTED) == 25.0
+
+
 def test_the_explicit_feature_moves_the_lips(identity64):
     """Other AUs, same audio: the deformation changes (the explicit path is wired to the Gaussians)."""
     torch.manual_seed(0)

@@ -194,7 +194,7 @@ class HMMMModule(L.LightningModule):
         if self.cfg.loss.lip_motion > 0 and "lip_motion" in batch:
             terms["lip_motion"] = lip_motion_loss(self.face.means, deformed["face_out"].d_xyz, self.lip_anchors,
                                                   batch["lip_motion"], self.cfg.loss.lip_motion_radius)
-            terms["total"] = terms["total"] + self.cfg.loss.lip_motion * terms["lip_motion"]
+            terms["total"] = terms["total"] + self.lip_motion_weight(source) * terms["lip_motion"]
         if not self.cfg.cmmm.freeze and self.cfg.cmmm.au_loss > 0:
             weights = torch.as_tensor(self.cfg.cmmm.loss.au_weights, dtype=batch["aus"].dtype, device=self.device)
             terms["cmmm_au"] = au_regression(deformed["conditions"]["raw_aus"], batch["aus"], weights)
@@ -211,6 +211,11 @@ class HMMMModule(L.LightningModule):
         if step % max(1, self.cfg.trainer.log_every) == 0:
             self._log_step(batch, out, deformed, terms, source)
         return terms["total"].detach()
+
+    def lip_motion_weight(self, source: str) -> float:
+        """Weight of the landmark-motion loss on a step paired with `source` (sfp.predicted_lip_motion scales it
+        on predicted-AU steps)."""
+        return self.cfg.loss.lip_motion * (self.cfg.sfp.predicted_lip_motion if source == PREDICTED else 1.0)
 
     def _log_step(self, batch: dict, out: dict, deformed: dict, terms: dict, source: str) -> None:
         with torch.no_grad():

@@ -26,6 +26,7 @@ class SFPConfig:
     period: int = 2  # alternate: cycle length in steps, the first round(p_measured * period) of them measured
     curriculum_steps: int = 1000  # curriculum: steps over which p(measured) falls linearly from 1 to p_measured
     seed: int = 0  # random / curriculum draws: hash of (seed, step)
+    predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
 
 
 class SFPSchedule:
