@@ -21,7 +21,8 @@ def strategy_config(cfg: DensifyConfig, seed_offset: int = 0, max_steps: int = 0
     """The renderer's StrategyConfig from the fit config's `strategy` section; `max_steps` (the run's
     last step, 0 = unknown) stops the opacity resets `reset_settle_steps` before it: a run that ended
     right after a reset would save a faded face (opacities clamped to `reset_opacity`)."""
-    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig) if hasattr(cfg, f.name)}
+    # every other field has its twin in the `strategy` section: a missing one fails here, loudly
+    values = {f.name: getattr(cfg, f.name) for f in fields(StrategyConfig) if f.name != "reset_stop"}
     values["seed"] = cfg.seed + seed_offset
     if max_steps > 0:
         values["reset_stop"] = max(1, max_steps - cfg.reset_settle_steps)
