@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hm_talker.metrics.correlation import pearson
+
 REPO = Path(__file__).resolve().parents[1]
 LONG = {"long1": ("long1_fr_30fps.mp4", "fr"), "long2": ("long2_obama_30fps.mp4", "obama"),
         "long3": ("long3_obama.mp4", "obama")}
@@ -154,7 +156,7 @@ PREDICTORS = {"ridge1e3": lambda x, y: fit_ridge(x, y, 1e3), "ridge1e4": fit_rid
 
 
 def score(pred, real, train_pred_std):
-    r = float(np.corrcoef(pred, real)[0, 1])
+    r = pearson(pred, real) or 0.0
     spread = float(pred.std() / real.std())
     return r, spread, spread / max(float(train_pred_std), 1e-9)
 

@@ -24,17 +24,18 @@ import numpy as np
 import torch
 
 from datamodules import FeatureWindowDataModule
-from datamodules.feature_windows import band_stats
+from hm_talker.config.cmmm import CMMMFitConfig
 from hm_talker.constants import AU_NAMES
+from hm_talker.data.windows import band_stats
+from hm_talker.metrics.correlation import pearson
 from hm_talker.metrics.mouth import mouth_opening
-from hm_talker.model.au_predictor import AUPredictor
-from hm_talker.training.cmmm_config import CMMMFitConfig
-from hm_talker.training.fit_cmmm import build_net, load_cmmm_weights
+from hm_talker.model.cmmm import CMMM
+from hm_talker.training.stage1 import build_net, load_cmmm_weights
 
 MOUTH = [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]
 
 
-def load_net(ckpt: Path) -> tuple[AUPredictor, CMMMFitConfig]:
+def load_net(ckpt: Path) -> tuple[CMMM, CMMMFitConfig]:
     """A CMMM with the default architecture and the checkpoint's weights, in eval mode."""
     from omegaconf import OmegaConf
 
@@ -44,7 +45,7 @@ def load_net(ckpt: Path) -> tuple[AUPredictor, CMMMFitConfig]:
     return net.eval(), cfg
 
 
-def transfer_r(net: AUPredictor, window: int, root: Path) -> dict[str, float]:
+def transfer_r(net: CMMM, window: int, root: Path) -> dict[str, float]:
     """Pearson r of predicted AU25 + AU26 against the real opening, per split of `root`."""
     with np.load(root / "features.npz", allow_pickle=False) as f:
         net.set_audio_stats(*map(torch.from_numpy, band_stats(f["audio"])))
@@ -61,7 +62,8 @@ def transfer_r(net: AUPredictor, window: int, root: Path) -> dict[str, float]:
                 frames.append(b["frame"])
         p, t = torch.cat(pred).numpy(), torch.cat(frames).numpy()
         ok = np.isfinite(opening[t])
-        out[split] = float(np.corrcoef(p[ok], opening[t][ok])[0, 1]) if ok.sum() > 2 else float("nan")
+        r = pearson(p[ok], opening[t][ok])
+        out[split] = float("nan") if r is None else r
     return out
 
 

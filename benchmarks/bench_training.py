@@ -28,7 +28,7 @@ def main():
     import lightning as L
     import torch
 
-    from hm_talker.inference import infer
+    from hm_talker.driving.infer import infer
     from hm_talker.preprocess.config import PreprocessConfig
     from hm_talker.preprocess.pipeline import preprocess
     from hm_talker.synthetic import make_synthetic_clip, make_synthetic_speech

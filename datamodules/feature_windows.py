@@ -17,14 +17,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from datamodules.stages import Windows
-from datamodules.talking_head import load_manifest, speech_features
-
-
-def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D] -> mean [D], std [D]
-    """Per-band mean and standard deviation of audio features over all frames and rows."""
-    flat = audio.reshape(-1, audio.shape[-1]).astype(np.float64)
-    return flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32)
+from hm_talker.data.identity import load_manifest
+from hm_talker.data.windows import Windows, band_stats, speech_features
 
 
 class _Identity:

@@ -6,17 +6,14 @@ Order: EpochShards (which shards this rank and worker read this epoch) -> tar me
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from typing import Iterable, Iterator
 
-import numpy as np
 import torch
 
+from hm_talker.data.samples import decode_sample
 from hm_talker.errors import InputError
-from hm_talker.preprocess.masks import unpack_masks
-from hm_talker.preprocess.shards import decode_image, decode_npy
 
 log = logging.getLogger("hm_talker")
 
@@ -173,66 +170,6 @@ def decode(samples: Iterable[dict], counter: CorruptCounter) -> Iterator[dict]:
         counter.good += 1
         yield out
     counter.end_pass()
-
-
-def decode_sample(s: dict) -> dict:
-    img_key = "image.jpg" if "image.jpg" in s else "image.png"
-    img = decode_image(s[img_key])
-    masks = unpack_masks(decode_image(s["masks.png"], gray=True))
-    meta = json.loads(s["meta.json"])
-    arrays = {k: decode_npy(s[f"{k}.npy"]) for k in ("landmarks", "aus", "extrinsics", "intrinsics", "audio")}
-    bad = [k for k, a in arrays.items() if not np.isfinite(a).all()]
-    if bad:
-        raise ValueError(f"non-finite values in {', '.join(bad)}")
-    # numpy, not torch ops: no intra-op thread pool in the loader (it fights the trainer's threads)
-    chw = np.empty((3,) + img.shape[:2], dtype=np.float32)
-    np.multiply(img.transpose(2, 0, 1), np.float32(1 / 255), out=chw)  # one pass: layout, type and scale
-    return {
-        "image": torch.from_numpy(chw),  # [3, H, W] in [0, 1]
-        "masks": torch.from_numpy(masks),  # [3, H, W] 0/1: face, lips, inner mouth
-        "landmarks": torch.from_numpy(arrays["landmarks"]),  # [478, 3]
-        "aus": torch.from_numpy(arrays["aus"]),  # [17]
-        "extrinsics": torch.from_numpy(arrays["extrinsics"]),  # [4, 4]
-        "intrinsics": torch.from_numpy(arrays["intrinsics"]),  # [3, 3]
-        "audio": torch.from_numpy(arrays["audio"]),  # [k, D]
-        "frame": int(meta["frame"]),
-        "clip": int(meta["clip"]),
-    }
-
-
-class Windows:
-    """Adds the audio-feature and AU windows around each frame, cut at the clip's edges; with
-    `speech` (per-frame speaker-normalised speech features, [T, k, 2]) also its wider window."""
-
-    def __init__(self, audio: np.ndarray, aus: np.ndarray, clip_ids: np.ndarray, window: int,
-                 speech: np.ndarray | None = None, speech_window: int = 0, lip_motion: np.ndarray | None = None):
-        self.audio, self.aus, self.window = audio, aus, window
-        self.speech, self.speech_window = speech, speech_window
-        self.lip_motion = lip_motion  # [T, L, 3] lower-face landmark displacement in the head frame
-        edges = np.flatnonzero(np.diff(clip_ids)) + 1
-        starts = np.concatenate([[0], edges])
-        ends = np.concatenate([edges, [len(clip_ids)]])
-        self.lo, self.hi = starts[clip_ids], ends[clip_ids] - 1
-
-    def indices(self, frame: int, window: int | None = None) -> np.ndarray:
-        """Frames frame - W/2 .. frame + W/2 - 1, repeating the clip's first/last frame at its edges."""
-        w = self.window if window is None else window
-        idx = np.arange(frame - w // 2, frame - w // 2 + w)
-        return np.clip(idx, self.lo[frame], self.hi[frame])
-
-    def add(self, s: dict) -> dict:
-        idx = self.indices(s["frame"])
-        s["audio_window"] = torch.from_numpy(self.audio[idx])  # [W, k, D]
-        s["aus_window"] = torch.from_numpy(self.aus[idx])  # [W, 17]
-        if self.speech is not None and self.speech_window > 0:
-            s["speech_window"] = torch.from_numpy(self.speech[self.indices(s["frame"], self.speech_window)])  # [Ws, k, 2]
-        if self.lip_motion is not None:
-            s["lip_motion"] = torch.from_numpy(self.lip_motion[s["frame"]])  # [L, 3]
-        return s
-
-    def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
-        for s in samples:
-            yield self.add(s)
 
 
 def exact_count(samples: Iterable[dict], quota: int, reserve: int = 8) -> Iterator[dict]:

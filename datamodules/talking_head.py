@@ -7,11 +7,12 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 import webdataset as wds
 
 from datamodules import stages
+from hm_talker.data.identity import load_features, load_manifest
+from hm_talker.data.windows import Windows, lip_motion, speech_features
 from hm_talker.errors import InputError
 
 log = logging.getLogger("hm_talker")
@@ -31,25 +32,32 @@ class EpochLoader(wds.WebLoader):
         return super().__iter__()
 
 
-def speech_features(manifest: dict, arrays: dict, window: int) -> tuple:
-    """(speech [T, k, 2], window) for CMMM: energy and flux of the identity's log-mel, normalised per
-    clip (hm_talker/preprocess/speech_features.py); (None, 0) without mel features or a window."""
-    if window <= 0 or manifest["features"]["audio"]["kind"] != "mel":
-        return None, 0
-    from hm_talker.preprocess.speech_features import mouth_audio_features
+class ResumableLoader:
+    """Wraps the train loader so Lightning saves / restores the position inside the epoch.
 
-    return mouth_audio_features(arrays["audio"], "energy", arrays["clip_ids"]), window
+    The shard loader is not resumable by itself; the order of an epoch is a function of
+    (seed, epoch), so resuming re-reads the epoch and skips the batches already trained on.
+    """
 
+    def __init__(self, loader, trainer_fn) -> None:
+        self.loader, self.trainer_fn, self._skip = loader, trainer_fn, 0
 
-def lip_motion(arrays: dict, size: int) -> np.ndarray:  # -> [T, L, 3]
-    """Displacement of the lower-face landmarks (lips, jaw) from the identity's mean shape, per frame,
-    in the head frame (pose removed by the same similarity fit as preprocessing; eye distance 1)."""
-    from hm_talker.constants import LOWER_FACE_LANDMARKS
-    from hm_talker.preprocess.pose import head_poses
+    def __len__(self) -> int:
+        return len(self.loader)  # TypeError when the wrapped loader has no length, as it would
 
-    shape = arrays["mean_shape"]
-    canon = head_poses(arrays["landmarks"], shape, size, 2.0, 0.0)[2]  # focal does not change `canon`
-    return (canon[:, LOWER_FACE_LANDMARKS] - shape[LOWER_FACE_LANDMARKS]).astype(np.float32)
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        for i, batch in enumerate(self.loader):
+            if i >= skip:
+                yield batch
+
+    def state_dict(self) -> dict:
+        trainer = self.trainer_fn()
+        # batches that entered training steps this epoch (not the one the fetcher prefetched)
+        return {"consumed": int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip = int(state.get("consumed", 0))
 
 
 class TalkingHeadDataModule(L.LightningDataModule):
@@ -80,7 +88,7 @@ class TalkingHeadDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None):
         self.manifest = load_manifest(self.root)
         self.arrays = load_features(self.root)
-        self.windows = stages.Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
+        self.windows = Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
                                       self.window, *speech_features(self.manifest, self.arrays, self.speech_window),
                                       lip_motion=lip_motion(self.arrays, int(self.manifest["size"])))
 
@@ -128,11 +136,13 @@ class TalkingHeadDataModule(L.LightningDataModule):
         ).with_epoch(nb)
 
     def train_dataloader(self):
+        """The train loader; inside a Trainer it resumes within an epoch (ResumableLoader)."""
         trainer = getattr(self, "trainer", None)
         epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else (lambda: None)
-        return EpochLoader(self.train_pipeline(), self._epoch, epoch_fn, batch_size=None,
-                           num_workers=self.num_workers, persistent_workers=False,
-                           pin_memory=torch.cuda.is_available())
+        loader = EpochLoader(self.train_pipeline(), self._epoch, epoch_fn, batch_size=None,
+                             num_workers=self.num_workers, persistent_workers=False,
+                             pin_memory=torch.cuda.is_available())
+        return ResumableLoader(loader, lambda: self.trainer) if trainer is not None else loader
 
     def val_pipeline(self) -> wds.DataPipeline:
         urls, sizes = self._shards("val")
@@ -148,66 +158,3 @@ class TalkingHeadDataModule(L.LightningDataModule):
     def val_dataloader(self):
         # one worker keeps frame order; every rank sees every val frame (a small tail)
         return wds.WebLoader(self.val_pipeline(), batch_size=None, num_workers=min(1, self.num_workers))
-
-
-def load_manifest(root) -> dict:
-    """The identity's manifest.json, checked: ours, well-formed, every listed shard present."""
-    from hm_talker.safe_read import read_json
-
-    root = Path(root)
-    mpath = root / "manifest.json"
-    if not mpath.is_file():
-        raise InputError(root, "not a preprocessed identity (no manifest.json): run hm-talker preprocess")
-    m = read_json(mpath, "manifest.json")
-    if not isinstance(m, dict) or not str(m.get("format", "")).startswith("hm-talker-shards/"):
-        got = m.get("format") if isinstance(m, dict) else type(m).__name__
-        raise InputError(mpath, f"not an hm-talker manifest (format {got!r})")
-    try:
-        check_manifest(m)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(mpath, f"malformed manifest ({type(exc).__name__}: {exc})") from None
-    missing = [s["name"] for sp in m["shards"].values() for s in sp if not (root / s["name"]).is_file()]
-    if missing:
-        raise InputError(root, f"{len(missing)} shard(s) listed in manifest.json are missing, e.g. {missing[0]}")
-    return m
-
-
-def check_manifest(m: dict) -> None:
-    """The fields the loaders read, with their types; shard names are plain file names."""
-    for key in ("num_frames", "fps", "sample_rate", "size"):
-        if not isinstance(m[key], int) or isinstance(m[key], bool) or m[key] <= 0:
-            raise ValueError(f"{key} must be a positive integer")
-    for split in ("train", "val"):
-        for s in m["shards"][split]:
-            name = s["name"]
-            if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-                raise ValueError(f"shard name {name!r} is not a plain file name")
-            if not isinstance(s["num_samples"], int) or not isinstance(s["start"], int) or s["num_samples"] < 0:
-                raise ValueError(f"shard {name}: start / num_samples must be integers")
-    shape = m["features"]["audio"]["shape"]
-    if len(shape) != 2 or not all(isinstance(v, int) for v in shape):
-        raise ValueError("features.audio.shape must be two integers")
-    if not isinstance(m["config"], dict):
-        raise ValueError("config must be an object")
-
-
-FEATURE_KEYS = ("audio", "aus", "landmarks", "extrinsics", "intrinsics", "clip_ids", "mean_shape")
-
-
-def load_features(root) -> dict[str, np.ndarray]:
-    """features.npz of an identity (no pickles), every array finite; defects -> InputError naming it."""
-    path = Path(root) / "features.npz"
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise InputError(path, "missing (re-run hm-talker preprocess)") from None
-    except Exception as exc:  # truncated zip, object arrays, not an npz
-        raise InputError(path, f"unreadable features ({type(exc).__name__})") from None
-    missing = [k for k in FEATURE_KEYS if k not in arrays]
-    if missing:
-        raise InputError(path, f"missing arrays: {', '.join(missing)}")
-    bad = [k for k, a in arrays.items() if a.dtype.kind in "fc" and not np.isfinite(a).all()]
-    if bad:
-        raise InputError(path, f"non-finite values (NaN or inf) in {', '.join(bad)}")
-    return arrays

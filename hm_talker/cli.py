@@ -25,23 +25,19 @@ def _add_preprocess(sub):
 
 
 def _run_preprocess(args) -> int:
+    from omegaconf import OmegaConf
+
+    from hm_talker.config.loading import load_structured
     from hm_talker.preprocess.config import PreprocessConfig
     from hm_talker.preprocess.pipeline import preprocess
 
-    videos, overrides = args.videos, args.overrides
-    from hm_talker.validate import refuse_interpolation_overrides
-    refuse_interpolation_overrides(overrides)
-    cfg = PreprocessConfig(size=args.size, audio_features=args.audio_features,
-                           audio_model=args.audio_model, openface_csv=args.openface_csv,
-                           image_format=args.image_format, shard_frames=args.shard_frames)
-    if overrides:
-        from omegaconf import OmegaConf
-
-        from hm_talker.config_utils import merge_overrides
-        cfg = OmegaConf.to_object(merge_overrides(OmegaConf.structured(cfg), overrides))
+    defaults = PreprocessConfig(size=args.size, audio_features=args.audio_features, audio_model=args.audio_model,
+                                openface_csv=args.openface_csv, image_format=args.image_format,
+                                shard_frames=args.shard_frames)
+    cfg = OmegaConf.to_object(load_structured(defaults, None, args.overrides))  # the loader of every command
     if args.size < 32:
         raise InputError(None, f"--size {args.size} is too small (at least 32)")
-    m = preprocess(videos, args.out, cfg, audio=args.audio)
+    m = preprocess(args.videos, args.out, cfg, audio=args.audio)
     print(f"{args.out}: {m['num_frames']} frames ({m['splits']['train']} train, {m['splits']['val']} val) "
           f"in {len(m['shards']['train']) + len(m['shards']['val'])} shards")
     return 0
@@ -63,62 +59,16 @@ def _run_demo(args) -> int:
     return 0
 
 
-def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="face-region PSNR/SSIM/LPIPS, lip sync (mouth_r, ...), LMD/AUE/Sync: "
-                                        "self-driven, cross-driven or any pair",
-                       description="--ckpt CKPT --data DIR (self-driven) | --ckpt CKPT --drive-video REF.mp4 "
-                                   "(cross-driven, REF's real mouth as reference) | --ckpt CKPT --audio SPEECH "
-                                   "(cross-driven, no reference) | --pred PRED --target TARGET (any two clips)")
-    p.add_argument("--ckpt", help="trained checkpoint")
-    p.add_argument("--data", help="with --ckpt: preprocessed identity whose held-out frames to render")
-    p.add_argument("--audio", help="with --ckpt: other speech to drive the model with")
-    p.add_argument("--drive-video", help="with --ckpt: a real video of someone speaking (with sound): its "
-                                         "sound drives the model, its mouth is the reference")
-    p.add_argument("--pred", help="video, image or folder of frames")
-    p.add_argument("--target", help="video, image or folder of frames")
-    p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
-    p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="with --ckpt: where to render (auto: CUDA when present, with the trained backend)")
-    p.set_defaults(func=_run_evaluate)
-
-
-def _run_evaluate(args) -> int:
-    from hm_talker.safe_output import output_dir
-
-    with output_dir(args.out, "evaluate"):  # OUT: new, empty or ours; nothing left on failure
-        return _evaluate(args)
-
-
-def _evaluate(args) -> int:
-    from hm_talker.clip_frames import bound_heap_growth
-
-    bound_heap_growth()  # memory must not grow with the clip's length
-    given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
-    if given == {"ckpt", "data"}:
-        from hm_talker.evaluate_ckpt import evaluate_self
-        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device)
-    elif given == {"ckpt", "drive_video"}:
-        from hm_talker.evaluate_video import evaluate_drive_video
-        m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights, args.device)
-    elif given == {"ckpt", "audio"}:
-        from hm_talker.evaluate_ckpt import evaluate_cross
-        m = evaluate_cross(args.ckpt, args.audio, args.out, args.syncnet_weights, args.device)
-    elif given == {"pred", "target"}:
-        from hm_talker.evaluate import evaluate_pair
-        m = evaluate_pair(args.pred, args.target, args.out, args.syncnet_weights)
-    else:
-        raise InputError(None, "evaluate takes --ckpt with one of --data, --drive-video or --audio, "
-                               "or --pred with --target")
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float))
-    print(f"{args.out}/metrics.json: {shown}")
-    return 0
-
-
 def _add_compare(sub):
     p = sub.add_parser("compare", help="mean and spread over seeds per ablation group, with plots")
     p.add_argument("args", nargs=argparse.REMAINDER, help="RUNS... --out DIR | --wandb-project P [--group G]")
-    p.set_defaults(func=lambda a: __import__("hm_talker.compare", fromlist=["main"]).main(a.args))
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from hm_talker.compare.cli import main as compare_main
+
+    return compare_main(args.args)
 
 
 def _verbosity_flags(parser, default) -> None:
@@ -149,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     from hm_talker.training.fit_cmmm import add_parser as _add_fit_cmmm
 
     _add_fit_cmmm(sub)
-    from hm_talker.inference import add_parser as _add_infer
+    from hm_talker.driving.infer import add_parser as _add_infer
 
     _add_infer(sub)
+    from hm_talker.evaluation.cli import add_parser as _add_evaluate
+
     _add_evaluate(sub)
     _add_compare(sub)
     from hm_talker.launch.cli import add_parser as _add_sweep

@@ -41,3 +41,6 @@ RIGID_LANDMARKS = [10, 338, 297, 332, 284, 251, 389, 356, 127, 162, 21, 54, 103,
 
 VIDEO_FPS = 25  # the field's frame rate; everything is resampled to it
 SAMPLE_RATE = 16000  # audio rate of every feature extractor
+
+# where the AUs of HMMM's explicit feature come from (SFP pairs each training step with one)
+MEASURED, PREDICTED = "measured", "predicted"  # measured on the frame / predicted from audio by CMMM

@@ -78,15 +78,16 @@ def demo_overrides(ident: Path, runs: Path, name: str, steps: int) -> list[str]:
 
 
 def measure_lip_sync(ckpt: Path, reference: Path, out: Path) -> dict:
-    """Drive the model with REF's sound into OUT/driven.mp4; score its mouth against REF's (OUT/evaluation)."""
-    from hm_talker.evaluate_ckpt import _finish
-    from hm_talker.evaluate_video import drive_video_metrics
-    from hm_talker.inference import load_module
+    """Drive the model with REF's sound into OUT/driven.mp4; score its mouth against REF's (OUT/evaluation),
+    exactly as `hm-talker evaluate --drive-video` does."""
+    from hm_talker.driving.checkpoint import load_module
+    from hm_talker.evaluation.protocols import cross_video
+    from hm_talker.evaluation.report import write_evaluation
 
-    module, root, manifest = load_module(ckpt)
-    metrics = drive_video_metrics(module, root, manifest, reference, out, ckpt=ckpt)
-    _finish(metrics, module, ckpt, out / "evaluation",
-            {"ckpt": str(ckpt), "drive_video": str(reference), "protocol": "cross-video"})
+    model, root, manifest = load_module(ckpt)
+    metrics = cross_video(model, root, manifest, reference, out, ckpt=ckpt)
+    write_evaluation(metrics, out / "evaluation", {"ckpt": str(ckpt), "drive_video": str(reference),
+                                                   "protocol": "cross-video"}, model, ckpt)
     return metrics
 
 

@@ -137,7 +137,7 @@ def test_corrupt_warnings_are_counted_then_summarised(identity64, tmp_path, capl
 def test_stored_config_never_holds_a_resolved_secret(identity64, tmp_path, monkeypatch):
     """Interpolations are refused before anything is resolved, so no secret reaches summary / W&B."""
     from hm_talker.errors import InputError
-    from hm_talker.training.fit import load_config
+    from hm_talker.config.fit import load_config
 
     monkeypatch.setenv("HM_TALKER_TEST_SECRET", "s3cr3t")
     for item in ["run.group=${oc.env:HM_TALKER_TEST_SECRET}", "run.tags=[${oc.env:HM_TALKER_TEST_SECRET}]"]:

@@ -44,7 +44,7 @@ def test_untrained_cmmm_does_not(long_identity, tmp_path):
 
 
 def test_stage1_checkpoint_loads_into_a_fit(cmmm_run, long_identity, tmp_path):
-    from hm_talker.inference import load_module
+    from hm_talker.driving.checkpoint import load_module
     from hm_talker.training.fit import fit
 
     from conftest import SMALL

@@ -54,8 +54,8 @@ def test_fit_validates_and_resumes_on_cuda(cuda_run):
 
 
 def test_infer_and_evaluate_on_cuda(cuda_run, identity512, tmp_path):
-    from hm_talker.evaluate_ckpt import evaluate_self
-    from hm_talker.inference import infer
+    from hm_talker.evaluation.cli import evaluate_self
+    from hm_talker.driving.infer import infer
     from hm_talker.synthetic import make_synthetic_speech
 
     speech = tmp_path / "speech.wav"
@@ -68,7 +68,7 @@ def test_infer_and_evaluate_on_cuda(cuda_run, identity512, tmp_path):
 
 def test_gsplat_matches_torch_on_the_trained_scene(cuda_run, identity512):
     from datamodules import TalkingHeadDataModule
-    from hm_talker.inference import load_module
+    from hm_talker.driving.checkpoint import load_module
     from hm_talker.render.rasterizer import GSPLAT_ALPHA_MAX, gsplat_available
 
     if not gsplat_available():

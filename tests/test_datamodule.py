@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from datamodules import TalkingHeadDataModule
-from datamodules.stages import Windows, assign_shards, reader_quota
+from datamodules.stages import assign_shards, reader_quota
+from hm_talker.data.windows import Windows
 from hm_talker.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import math
 import torch
 
 from hm_talker.render import DensifyStrategy, GaussianModel, rasterize
-from hm_talker.training.config import DensifyConfig
+from hm_talker.config.fit import DensifyConfig
 from hm_talker.training.densify import batch_meta, strategy_config
 
 from conftest import toy_camera

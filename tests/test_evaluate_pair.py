@@ -11,7 +11,7 @@ from hm_talker.cli import main
 
 @pytest.fixture(scope="module")
 def frames_dirs(tmp_path_factory, synthetic_clip):
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
     from hm_talker.preprocess.shards import encode_image
 
     frames = load_frames(synthetic_clip.path)[:40]

@@ -27,8 +27,9 @@ def make_checkpoint(identity: Path, path: Path) -> Path:
     import torch
     from omegaconf import OmegaConf
 
-    from datamodules.talking_head import load_features, load_manifest
-    from hm_talker.training.fit import load_config, prepare_cmmm
+    from hm_talker.data.identity import load_features, load_manifest
+    from hm_talker.config.fit import load_config
+    from hm_talker.training.stage1 import prepare_cmmm
     from hm_talker.training.hmmm_module import HMMMModule
 
     cfg = load_config(None, [f"data.root={identity}", "run.name=pinned", *SMALL_MODEL])

@@ -26,7 +26,7 @@ def small_pair(tmp_path_factory):
 
 def test_image_metrics_in_chunks_equal_the_whole_clip(small_pair):
     """score_frames feeds CHUNK frames at a time; the truth is each metric on the whole clip at once."""
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
     from hm_talker.metrics import image, score_frames
 
     pred, target = load_frames(small_pair[0].path), load_frames(small_pair[1].path)
@@ -46,7 +46,7 @@ def test_image_metrics_in_chunks_equal_the_whole_clip(small_pair):
 def test_evaluate_pair_in_chunks_equals_one_chunk(small_pair, tmp_path):
     """Every metric of `evaluate --pred --target` (landmarks, masks, AUs, mouth, image) read 8 frames
     at a time equals reading the whole clip as one chunk."""
-    from hm_talker.evaluate import evaluate_pair
+    from hm_talker.evaluation.cli import evaluate_pair
 
     pred, target = small_pair[0].path, small_pair[1].path
     chunked = evaluate_pair(pred, target, tmp_path / "a", chunk=CHUNK)

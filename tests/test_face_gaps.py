@@ -15,7 +15,7 @@ from hm_talker.preprocess.pipeline import preprocess
 
 def _clip_with_blank_frames(path, synthetic_clip, blank: range):
     """The synthetic talker with the frames in `blank` replaced by an empty grey frame."""
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
 
     frames = load_frames(synthetic_clip.path)
     frames[list(blank)] = 128

@@ -21,7 +21,7 @@ def _fit(identity, run_dir, name, steps, *extra, resume=False):
 
 
 def test_default_config_composes():
-    from hm_talker.training.fit import _default_config_path, load_config
+    from hm_talker.config.fit import default_config_path as _default_config_path, load_config
 
     path = _default_config_path()
     assert path.is_file() and path.as_posix().endswith("experiments/hm_talker.yaml")
@@ -36,7 +36,7 @@ def test_default_config_composes():
 
 
 def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):
-    from hm_talker.training.fit import wandb_mode
+    from hm_talker.tracking import wandb_mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -54,7 +54,7 @@ def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):
 
 
 def test_unknown_override_key_is_an_input_error():
-    from hm_talker.training.fit import load_config
+    from hm_talker.config.fit import load_config
 
     with pytest.raises(InputError):
         load_config(None, ["data.root=x", "trainer.max_stepz=3"])
@@ -197,7 +197,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(identity64, tmp_path):
 def test_lpips_terms_join_late_and_train_the_colours(trained_ckpt):
     """Lip and random-patch LPIPS appear from loss.lpips_start_step on, are positive, and give gradients."""
     from datamodules import TalkingHeadDataModule
-    from hm_talker.inference import load_module
+    from hm_talker.driving.checkpoint import load_module
 
     module, root, _ = load_module(trained_ckpt)
     module.train()
@@ -248,7 +248,7 @@ def test_lpips_training_crops_keep_alexnet_layers_spatial(identity64, tmp_path):
     frames (where the random patch is clipped to the face box)."""
     from hm_talker.metrics.image import get_lpips_model
     from hm_talker.metrics.lpips_weights import LpipsWeightsUnavailable
-    from hm_talker.training.config import LossConfig
+    from hm_talker.config.fit import LossConfig
 
     try:
         model = get_lpips_model("cpu")

@@ -10,7 +10,7 @@ from hm_talker.training.sfp import MEASURED, PREDICTED
 
 
 def _module(identity, *overrides):
-    from hm_talker.training.fit import load_config
+    from hm_talker.config.fit import load_config
     from hm_talker.training.hmmm_module import HMMMModule
 
     cfg = load_config(None, [f"data.root={identity}", *SMALL, *overrides])

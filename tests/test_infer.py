@@ -42,7 +42,7 @@ def test_3_3_seconds_of_speech_give_83_frames_with_sound(trained_ckpt, speech, t
 
 
 def test_ping_pong_replay_has_no_jump():
-    from hm_talker.inference import ping_pong
+    from hm_talker.driving.render import ping_pong
 
     seq = [ping_pong(k, 4) for k in range(10)]
     assert seq == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]

@@ -37,8 +37,8 @@ class Deaf:
 @pytest.mark.timeout(3600)  # trains the demo model (about 5 min on 2 free cores) and drives it twice
 def test_a_deaf_model_scores_clearly_below_the_listening_one(tmp_path):
     from hm_talker.demo import run_demo
-    from hm_talker.evaluate_video import drive_video_metrics
-    from hm_talker.inference import load_module
+    from hm_talker.evaluation.protocols import cross_video as drive_video_metrics
+    from hm_talker.driving.checkpoint import load_module
 
     demo = run_demo(tmp_path / "demo")
     normal = demo["metrics"]

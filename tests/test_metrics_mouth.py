@@ -17,7 +17,7 @@ from hm_talker.metrics.mouth import lagged_correlations, mouth_opening, mouth_sc
 @pytest.fixture(scope="module")
 def real_clip():
     """face3.mp4 (125 frames at 25 fps): frames, landmarks, opening."""
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
     from hm_talker.preprocess.landmarks import detect_landmarks
 
     frames = load_frames(real_file("face3.mp4"))
@@ -67,7 +67,7 @@ def test_a_frozen_mouth_has_no_amplitude(real_clip):
 
 
 def test_measured_opening_follows_the_synthetic_known_opening(synthetic_clip):
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
 
     measured = _measured(load_frames(synthetic_clip.path))
     r = np.corrcoef(measured, synthetic_clip.mouth_open)[0, 1]
@@ -110,7 +110,7 @@ def test_a_still_reference_gives_none_with_a_reason():
 
 def test_the_synthetic_face_says_given_speech_with_its_known_opening(tmp_path):
     """The demo's lip-sync reference: the same face saying other speech; its mouth is that speech's envelope."""
-    from hm_talker.evaluate import load_frames
+    from hm_talker.data.clips import load_frames
     from hm_talker.synthetic import make_synthetic_clip, mouth_envelope, synthesize_speech
 
     speech = synthesize_speech(2.5, 16000, seed=11)[:39_900]  # 2.49 s: a partial last frame

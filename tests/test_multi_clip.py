@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datamodules.stages import Windows
+from hm_talker.data.windows import Windows
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.pipeline import preprocess
 

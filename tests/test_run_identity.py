@@ -6,7 +6,8 @@ import logging
 
 import torch
 
-from hm_talker.training.fit import load_config, run_name
+from hm_talker.config.fit import load_config
+from hm_talker.training.run_id import run_name
 
 from conftest import SMALL
 

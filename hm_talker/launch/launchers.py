@@ -51,7 +51,7 @@ def submit_array(template: str, n: int, job_name: str, args: list[str], parallel
 
 def register_wandb(spec: dict, extra: list[str], config: str | None) -> str:
     """Create the sweep on the W&B server; returns ENTITY/PROJECT/SWEEP_ID. Needs to be online."""
-    from hm_talker.training.fit import wandb_logged_in
+    from hm_talker.tracking import wandb_logged_in
 
     if os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_logged_in():
         raise InputError(None, "the wandb launcher needs the W&B server (wandb login, WANDB_MODE unset); "

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from hm_talker.clip_frames import CHUNK_FRAMES
+from hm_talker.data.clips import CHUNK_FRAMES
 
 from .au import aue
 from .image import (PSNR_CAP_DB, ImageScores, as_masks, lpips_distance, lpips_face, psnr, psnr_face, ssim,

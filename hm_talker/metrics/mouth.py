@@ -34,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..constants import LM
+from .correlation import MIN_FRAMES, pearson
 
 MAX_LAG = 4  # frames searched each way for mouth_r_best / mouth_lag (+-160 ms at 25 fps)
-MIN_FRAMES = 3  # fewer valid frames than this: no correlation is reported
 MIN_STD = 1e-6  # a reference this still (inter-ocular units) has no motion to compare with
 MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
 MOUTH_SELF_KEYS = ("mouth_open_mean", "mouth_open_std", "mouth_open_jitter")
@@ -61,16 +61,6 @@ def mouth_opening(landmarks) -> np.ndarray:  # [T, 478, 2|3] -> [T]
     return out
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation over the entries finite in both (unitless); None if undefined."""
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < MIN_FRAMES:
-        return None
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else None
-
-
 def lagged_correlations(pred, ref, max_lag: int = MAX_LAG) -> dict[int, float | None]:
     """Pearson r of ``pred[t]`` with ``ref[t - k]`` for each lag ``k`` in ``-max_lag..max_lag``.
 
@@ -83,9 +73,9 @@ def lagged_correlations(pred, ref, max_lag: int = MAX_LAG) -> dict[int, float | 
     out = {}
     for k in range(-max_lag, max_lag + 1):
         if k >= 0:
-            out[k] = _pearson(p[k:], r[:n - k]) if n - k > 0 else None
+            out[k] = pearson(p[k:], r[:n - k]) if n - k > 0 else None
         else:
-            out[k] = _pearson(p[:n + k], r[-k:]) if n + k > 0 else None
+            out[k] = pearson(p[:n + k], r[-k:]) if n + k > 0 else None
     return out
 
 
@@ -135,7 +125,7 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
     if ref_std < MIN_STD:
         out["notes"] = {k: "the reference mouth does not move" for k in MOUTH_PAIR_KEYS}
         return out
-    out["mouth_r"] = _pearson(pj, rj)
+    out["mouth_r"] = pearson(pj, rj)
     if out["mouth_r"] is None:
         notes["mouth_r"] = "the generated mouth does not move"
     lags = {k: v for k, v in lagged_correlations(pj, rj, max_lag).items() if v is not None}

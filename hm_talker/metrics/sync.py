@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hm_talker.clip_frames import CHUNK_FRAMES
+from hm_talker.data.clips import CHUNK_FRAMES
 
 ENV_VAR = "HM_TALKER_SYNCNET_WEIGHTS"
 VSHIFT = 15

@@ -1,4 +1,4 @@
-"""Structured configs for the deformation field and the audio condition.
+"""Structured configs of the networks: the Gaussians, the deformation field, the audio condition, CMMM, HMMM.
 
 Plain dataclasses with plain-typed fields and defaults so that they can be embedded in
 OmegaConf structured configs (``OmegaConf.structured(DeformationConfig)``). Every tunable
@@ -8,6 +8,8 @@ number used by ``hm_talker.model`` lives here; the modules read nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from hm_talker.constants import UPPER_FACE_AUS
 
 
 @dataclass
@@ -87,7 +89,7 @@ class AudioEncoderConfig:
 
 
 @dataclass
-class AUPredictorConfig:
+class CMMMNetConfig:
     """CMMM's networks: audio window -> implicit feature (the AudioEncoder above) -> 17 AUs, and
     measured AUs -> explicit feature; plus the two embeddings of the audio/visual alignment loss."""
 
@@ -133,3 +135,13 @@ class HMMMConfig(FusionConfig):
     mode: str = "hybrid"  # hybrid (implicit + explicit), implicit (audio only: the baseline) or explicit (AUs only)
     explicit_aus: str = "all"  # AUs that feed the explicit feature: all 17 or the lower-face ones
     upper_au_source: str = "frames"  # eye/brow AUs of the face branch: frames (measured on the rendered frame) or predicted
+
+
+@dataclass
+class ModelConfig:
+    gaussians: GaussianConfig = field(default_factory=GaussianConfig)  # canonical Gaussians
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)  # audio window -> condition
+    deformation: DeformationConfig = field(default_factory=DeformationConfig)  # face + mouth branches
+    upper_aus: list[str] = field(default_factory=lambda: list(UPPER_FACE_AUS))  # AUs fed to the face branch
+    render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
+    tile_size: int = 16  # rasteriser tile edge in pixels

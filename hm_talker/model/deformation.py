@@ -36,6 +36,7 @@ from hm_talker.model.config import (
 )
 from hm_talker.model.fusion import HybridFusion
 from hm_talker.model.hash_grid import TriPlaneHashEncoding
+from hm_talker.model.layers import mlp
 
 XYZ_DIM = 3  # xyz offset channels
 QUAT_DIM = 4  # quaternion (w, x, y, z) delta channels
@@ -52,19 +53,6 @@ class DeformationOutput:
     condition_gate: Tensor  # [N, C] per-Gaussian (region) attention on the motion / audio condition
     au_gate: Tensor | None  # [N, Au] per-Gaussian attention on the upper-face AUs (face only)
     fusion_gates: dict | None = None  # HMMM gates mixing implicit / explicit features (see fusion.py)
-
-
-def _mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> nn.Sequential:
-    """``num_layers`` linear layers with ReLU between them (none after the last)."""
-    if num_layers < 1:
-        raise ValueError("an MLP needs at least one layer")
-    dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
-    layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        if i > 0:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(d_in, d_out))
-    return nn.Sequential(*layers)
 
 
 def _hidden_stack(width: int, depth: int) -> nn.Sequential:
@@ -130,7 +118,7 @@ class _GatedField(nn.Module):
         # feature; without it the field is implicit-only (one region gate on the condition)
         self.fusion = HybridFusion(fusion, self.encoding.output_dim, condition_dim) if fusion else None
         if self.fusion is None:
-            self.condition_gate_net = _mlp(self.encoding.output_dim, gate_hidden_dim, condition_dim, gate_num_layers)
+            self.condition_gate_net = mlp(self.encoding.output_dim, gate_hidden_dim, condition_dim, gate_num_layers)
 
     def gated_condition(
         self,
@@ -209,7 +197,7 @@ class FaceDeformation(_GatedField):
         self.in_spatial = nn.Linear(spatial_dim, width)
         self.in_condition = nn.Linear(cfg.condition_dim, width, bias=False)
         if self.au_dim > 0:
-            self.au_gate_net = _mlp(spatial_dim, cfg.gate_hidden_dim, self.au_dim, cfg.gate_num_layers)
+            self.au_gate_net = mlp(spatial_dim, cfg.gate_hidden_dim, self.au_dim, cfg.gate_num_layers)
             self.in_au = nn.Linear(self.au_dim, width, bias=False)
         self.trunk = _hidden_stack(width, cfg.mlp_depth)
         self.head_xyz = _zero_head(width, XYZ_DIM)

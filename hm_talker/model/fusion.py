@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hm_talker.model.config import FusionConfig
+from hm_talker.model.layers import mlp
 
 
 class HybridFusion(nn.Module):
@@ -31,12 +32,12 @@ class HybridFusion(nn.Module):
             raise ValueError(f"hmmm gate_on must be gaussian or token, not {cfg.gate_on!r}")
         self.cfg, self.dim = cfg, dim
         h = cfg.gate_hidden_dim
-        self.region = nn.Sequential(nn.Linear(spatial_dim, h), nn.ReLU(), nn.Linear(h, dim))  # [N, C]
+        self.region = mlp(spatial_dim, h, dim, 2)  # [N, C]
         if cfg.gate == "concat":
             self.mix = nn.Linear(2 * dim, dim)
         else:
             src = spatial_dim if cfg.gate_on == "gaussian" else 2 * dim
-            self.gates = nn.Sequential(nn.Linear(src, h), nn.ReLU(), nn.Linear(h, 2 * dim))
+            self.gates = mlp(src, h, 2 * dim, 2)
             nn.init.constant_(self.gates[-1].bias, cfg.gate_init_bias)
 
     def forward(self, spatial: Tensor, implicit: Tensor, explicit: Tensor | None) -> tuple[Tensor, dict]:

@@ -23,6 +23,13 @@ INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower
 BRANCHES = ("face", "mouth")
 
 
+def face_region(masks: Tensor, radius: int) -> Tensor:  # [B, 3, H, W] masks -> [B, 1, H, W]
+    """The rendered region of each frame: its face mask dilated by `radius` pixels (the real frame is
+    composited outside it, and the photometric losses are taken inside it)."""
+    mask = masks[:, :1].float()
+    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) if radius > 0 else mask
+
+
 class GaussianBranch(GaussianModel):
     """Canonical Gaussians of one branch (a `GaussianModel`; its densification strategy lives in training)."""
 

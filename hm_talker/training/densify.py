@@ -12,7 +12,7 @@ from dataclasses import fields
 import torch
 
 from hm_talker.render import StrategyConfig
-from hm_talker.training.config import DensifyConfig
+from hm_talker.config.fit import DensifyConfig
 
 log = logging.getLogger("hm_talker")
 

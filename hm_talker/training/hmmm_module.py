@@ -1,9 +1,10 @@
 """HMMMModule: HM-Talker's person-specific model in training, the Hybrid Motion Modeling Module.
 
-The Gaussian head (hm_talker/model/head.py) is driven by a hybrid motion condition: the implicit
-audio feature and an explicit AU feature, fused by HMMM's gated attention (model/fusion.py). Both
-features come from CMMM (model/au_predictor.py): its audio encoder gives the implicit feature, its
-AU encoder turns AUs into the explicit one. Stochastic Feature Pairing (training/sfp.py) decides per
+The model is `hm_talker.model.talking_head.TalkingHead` (this module is one, plus the loop): the
+Gaussian head (model/head.py) driven by a hybrid motion condition, the implicit audio feature and an
+explicit AU feature fused by HMMM's gated attention (model/fusion.py). Both features come from CMMM
+(model/cmmm.py): its audio encoder gives the implicit feature, its AU encoder turns AUs into the
+explicit one. Stochastic Feature Pairing (training/sfp.py) decides per
 step which AUs are encoded: the ones measured on the training frame (identity-specific objective)
 or the ones CMMM predicts from the audio (identity-agnostic, audio-only objective), so the lower
 face is optimised alternately for both. Validation, evaluation and inference always use the
@@ -22,45 +23,32 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hm_talker.constants import AU_MAX, AU_NAMES, LOWER_FACE_LANDMARKS
-from hm_talker.model.au_predictor import AUPredictor
-from hm_talker.model.head import BRANCHES, GaussianHead
+from hm_talker.constants import LOWER_FACE_LANDMARKS, MEASURED, PREDICTED
+from hm_talker.model.head import BRANCHES
+from hm_talker.model.talking_head import TalkingHead
 from hm_talker.render import DensifyStrategy, GaussianModel, RenderConfig
 from hm_talker.render.rasterizer import GSPLAT_ALPHA_MAX, resolve_backend
 from hm_talker.training import rng_state
 from hm_talker.training.cmmm_module import au_regression
-from hm_talker.training.config import FitConfig
+from hm_talker.config.fit import FitConfig
 from hm_talker.training.densify import densify_branches, strategy_config
-from hm_talker.training.losses import dilate, lip_motion_loss, masked_psnr, render_losses
-from hm_talker.training.sfp import MEASURED, PREDICTED, SFPSchedule
+from hm_talker.training.losses import lip_motion_loss, masked_psnr, render_losses
+from hm_talker.training.sfp import SFPSchedule
 
 GAUSSIAN_PARAMS = GaussianModel.BASE_PARAMS  # means, quats, log_scales, opacity_logits, sh0, shN
 
 
-class HMMMModule(L.LightningModule):
-    def __init__(self, cfg: FitConfig, mean_shape: np.ndarray, config_dict: dict | None = None) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-        self.cfg = cfg
+class HMMMModule(TalkingHead, L.LightningModule):
+    """The TalkingHead in training: SFP's alternating loop, densification, validation."""
+
+    def __init__(self, cfg: FitConfig, mean_shape: np.ndarray, config_dict: dict | None = None,
+                 render_cfg: RenderConfig | None = None) -> None:
         # the checkpoint keeps the config as a plain dict (loads with torch.load(weights_only=True))
-        self.config_dict = config_dict or {}
-        cond_dim = cfg.model.audio.condition_dim
-        # every condition the deformation reads has the audio condition's width
-        cfg.model.deformation.face.condition_dim = cond_dim
-        cfg.model.deformation.mouth.audio_dim = cond_dim
-        cfg.model.deformation.face.upper_au_dim = len(cfg.model.upper_aus)
-        cfg.cmmm.net.explicit_dim = cond_dim
-        if cfg.hmmm.mode not in ("hybrid", "implicit", "explicit"):
-            raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {cfg.hmmm.mode!r}")
-        if cfg.hmmm.upper_au_source not in ("frames", "predicted"):
-            raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {cfg.hmmm.upper_au_source!r}")
-        self.upper_au_idx = [AU_NAMES.index(a) for a in cfg.model.upper_aus]
+        super().__init__(cfg, mean_shape, render_cfg, config_dict)
+        self.automatic_optimization = False
         # canonical lip / jaw landmarks: the anchors of the landmark-motion loss
         anchors = torch.as_tensor(np.asarray(mean_shape)[LOWER_FACE_LANDMARKS], dtype=torch.float32)
         self.register_buffer("lip_anchors", anchors, persistent=False)
-        render_cfg = RenderConfig(backend=cfg.model.render_backend, tile_size=cfg.model.tile_size)
-        self.head = GaussianHead(cfg.model.gaussians, cfg.model.deformation, cfg.hmmm, mean_shape, cfg.seed, render_cfg)
-        self.cmmm = AUPredictor(cfg.model.audio, cfg.cmmm.net, cfg.hmmm.explicit_aus)
         if cfg.cmmm.freeze:  # the audio -> AU map stays; the AU encoder (explicit feature) is HMMM's to learn
             self.cmmm.requires_grad_(False)
             self.cmmm.au_encoder.requires_grad_(True)
@@ -70,14 +58,6 @@ class HMMMModule(L.LightningModule):
         self.sfp = SFPSchedule(replace(cfg.sfp, seed=cfg.sfp.seed + cfg.seed))  # source per step: (seed, step)
         self._val_sums: list[Tensor] = []
         self._colors_done = False
-
-    @property
-    def face(self):
-        return self.head.face
-
-    @property
-    def mouth(self):
-        return self.head.mouth
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -142,37 +122,6 @@ class HMMMModule(L.LightningModule):
                 group["lr"] = math.exp((1 - t) * math.log(o.lr_means) + t * math.log(o.lr_means_final))
             elif "deform" in name or name == "cmmm":
                 group["lr"] = group["base_lr"] * o.network_decay_final ** t
-
-    # ------------------------------------------------------------------ forward
-    def conditions(self, batch: dict, source: str = PREDICTED) -> dict:
-        """CMMM on the audio window -> implicit feature, predicted AUs, and the explicit feature of
-        `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1]."""
-        out = self.cmmm(batch["audio_window"], batch.get("speech_window"))
-        mode = self.cfg.hmmm.mode
-        implicit = out["implicit"] if mode != "explicit" else torch.zeros_like(out["implicit"])
-        explicit = None
-        if mode != "implicit":
-            aus = batch["aus"] if source == MEASURED else out["aus"]
-            explicit = self.cmmm.explicit(aus)
-        upper_src = batch["aus"] if self.cfg.hmmm.upper_au_source == "frames" else out["aus"]
-        return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
-                "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
-
-    def deform(self, batch: dict, source: str = PREDICTED, face_grad: bool = True) -> dict:
-        """Deformed Gaussians of both branches for every frame of the batch ([B, N, *]).
-
-        The default source is the audio-only path of inference: predicted AUs."""
-        c = self.conditions(batch, source)
-        deformed = self.head.deform(c["implicit"], c["explicit"], c["upper"], face_grad=face_grad)
-        deformed["conditions"] = c
-        return deformed
-
-    def face_region(self, batch: dict) -> Tensor:  # [B, 1, H, W]
-        return dilate(batch["masks"][:, :1].float(), self.cfg.loss.mask_dilate)
-
-    def render(self, batch: dict, deformed: dict) -> dict:
-        """Composite per frame (see GaussianHead.render); rgb [B, 3, H, W]."""
-        return self.head.render(batch, deformed, self.face_region(batch))
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int):
@@ -249,5 +198,3 @@ class HMMMModule(L.LightningModule):
         # mean over val frames (sync_dist: every rank sees the same val frames)
         self.log("psnr_val", s[0] / s[1], sync_dist=True)
 
-
-TalkingHeadModule = HMMMModule  # the name the rest of the project and older notes use

@@ -30,10 +30,6 @@ def masked_psnr(pred: Tensor, gt: Tensor, m: Tensor) -> Tensor:  # [B,3,H,W] x2,
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
-def dilate(mask: Tensor, radius: int) -> Tensor:  # [B, 1, H, W] -> same
-    return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) if radius > 0 else mask
-
-
 def mask_boxes(mask: Tensor) -> list:  # [B, H, W] -> per frame (y0, y1, x0, x1) or None
     """Bounding box of each frame's mask (None where the mask is empty).
 

@@ -10,14 +10,14 @@ import logging
 
 import lightning as L
 
-from hm_talker.training.config import FitConfig
+from hm_talker.config.fit import FitConfig
 
 log = logging.getLogger("hm_talker")
 KEY = "lr_schedule"  # checkpoint entry: {"horizon", "decay_steps", "max_steps"}
 
 
 def lr_horizon(cfg: FitConfig) -> int:
-    """Steps over which the lrs decay (as TalkingHeadModule._set_lrs): decay_steps, else max_steps."""
+    """Steps over which the lrs decay (as HMMMModule._set_lrs): decay_steps, else max_steps."""
     return max(1, cfg.optim.decay_steps or cfg.trainer.max_steps)
 
 

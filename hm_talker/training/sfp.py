@@ -12,21 +12,11 @@ state to save, and any process (DDP rank) draws the same source for the same ste
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
-MEASURED, PREDICTED = "measured", "predicted"
+from hm_talker.config.fit import SFPConfig
+from hm_talker.constants import MEASURED, PREDICTED
+
 SCHEDULES = ("alternate", "random", "curriculum")
-
-
-@dataclass
-class SFPConfig:
-    enabled: bool = True  # pair with both sources; false: measured AUs only in training (the no-SFP ablation)
-    schedule: str = "alternate"  # alternate (fixed cycles), random (Bernoulli per step) or curriculum (p falls from 1)
-    p_measured: float = 0.5  # share of steps on measured AUs (alternate: per cycle; random; curriculum: final value)
-    period: int = 2  # alternate: cycle length in steps, the first round(p_measured * period) of them measured
-    curriculum_steps: int = 1000  # curriculum: steps over which p(measured) falls linearly from 1 to p_measured
-    seed: int = 0  # random / curriculum draws: hash of (seed, step)
-    predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
 
 
 class SFPSchedule:

@@ -1,4 +1,4 @@
-"""CMMM's networks (Cross-Modal Mapping Module): audio -> implicit feature and predicted AUs; AUs ->
+"""CMMM (Cross-Modal Mapping Module), its networks: audio -> implicit feature and predicted AUs; AUs ->
 explicit feature; audio / AU windows -> alignment embeddings.
 
 - implicit feature: the `AudioEncoder` over the audio-feature window around a frame ([B, W, k, D] -> [B, C]);
@@ -15,25 +15,19 @@ Networks only: the losses and the training loop live in hm_talker/training/cmmm_
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hm_talker.constants import AU_MAX, AU_NAMES, LOWER_AU_IDX
 from hm_talker.model.audio_encoder import AudioEncoder
-from hm_talker.model.config import AUPredictorConfig, AudioEncoderConfig
+from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
+from hm_talker.model.layers import mlp
 
 NUM_AUS = len(AU_NAMES)
-
-
-def _mlp(d_in: int, hidden: int, d_out: int, layers: int, dropout: float = 0.0) -> nn.Sequential:
-    dims = [d_in] + [hidden] * (layers - 1) + [d_out]
-    mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        if i > 0:
-            mods += [nn.LeakyReLU(0.02)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
-        mods.append(nn.Linear(a, b))
-    return nn.Sequential(*mods)
+LEAKY_SLOPE = 0.02  # negative slope of the LeakyReLUs of CMMM's MLPs
 
 
 def au_subset_mask(subset: str) -> Tensor:  # [17] 1 where the AU feeds the explicit feature
@@ -47,23 +41,42 @@ def au_subset_mask(subset: str) -> Tensor:  # [17] 1 where the AU feeds the expl
     raise ValueError(f"explicit AU subset must be all or lower, not {subset!r}")
 
 
-class AUPredictor(nn.Module):
-    """Audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17]; AUs -> explicit [B, E]."""
+@dataclass
+class SpeakerStats:
+    """Statistics of the speech that drives CMMM, when it is not the training identity's own: the per-band
+    mean / std of its audio features [D] (speaker normalisation) and the mean / std of CMMM's raw AU
+    predictions over it [17] (calibration). Computed per driving speech (hm_talker.driving.speech) and
+    passed to every forward call, so a loaded model is never changed by what drives it."""
 
-    def __init__(self, audio_cfg: AudioEncoderConfig, cfg: AUPredictorConfig, au_subset: str = "all") -> None:
+    audio_mean: Tensor | None = None  # [D]; None: the training identity's (the model's buffers)
+    audio_std: Tensor | None = None  # [D], at least 1e-3
+    pred_mean: Tensor | None = None  # [17]; None: the training identity's (the model's buffers)
+    pred_std: Tensor | None = None  # [17]
+
+    def to(self, device) -> "SpeakerStats":
+        move = (lambda t: None if t is None else t.to(device))
+        return SpeakerStats(move(self.audio_mean), move(self.audio_std), move(self.pred_mean), move(self.pred_std))
+
+
+class CMMM(nn.Module):
+    """Cross-Modal Mapping Module: audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17];
+    AUs -> explicit [B, E]."""
+
+    def __init__(self, audio_cfg: AudioEncoderConfig, cfg: CMMMNetConfig, au_subset: str = "all") -> None:
         super().__init__()
         self.cfg = cfg
         self.audio = AudioEncoder(audio_cfg)
         c = audio_cfg.condition_dim
         if cfg.au_input not in ("speech", "mel", "both"):
             raise ValueError(f"au_input must be speech, mel or both, not {cfg.au_input!r}")
-        self.au_head = _mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, cfg.dropout) if cfg.au_input != "speech" else None
+        self.au_head = (mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, LEAKY_SLOPE, cfg.dropout)
+                        if cfg.au_input != "speech" else None)
         speech_in = cfg.speech_window * audio_cfg.rows_per_frame * cfg.speech_dim
         self.speech_head = nn.Linear(speech_in, NUM_AUS) if cfg.au_input != "mel" else None
         # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
         for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):
             self.register_buffer(name, torch.full((NUM_AUS,), value))
-        self.au_encoder = _mlp(NUM_AUS, cfg.hidden_dim, cfg.explicit_dim, cfg.au_encoder_layers)
+        self.au_encoder = mlp(NUM_AUS, cfg.hidden_dim, cfg.explicit_dim, cfg.au_encoder_layers, LEAKY_SLOPE)
         self.register_buffer("au_mask", au_subset_mask(au_subset), persistent=False)
         # alignment embeddings: audio frames [B, W, C] and AU windows [B, W, 17], each conv + pool
         w = audio_cfg.window
@@ -80,15 +93,23 @@ class AUPredictor(nn.Module):
         self.audio_mean.copy_(torch.as_tensor(mean, dtype=self.audio_mean.dtype))
         self.audio_std.copy_(torch.as_tensor(std, dtype=self.audio_std.dtype).clamp_min(1e-3))
 
-    def normalise(self, audio_window: Tensor) -> Tensor:  # [B, W, k, D] -> same
-        return (audio_window - self.audio_mean) / self.audio_std
+    def normalise(self, audio_window: Tensor, speaker: SpeakerStats | None = None) -> Tensor:  # [B, W, k, D] -> same
+        """Per-band normalisation by the driving speaker's statistics (None: the training identity's)."""
+        if speaker is None or speaker.audio_mean is None:
+            return (audio_window - self.audio_mean) / self.audio_std
+        return (audio_window - speaker.audio_mean) / speaker.audio_std
 
-    def forward(self, audio_window: Tensor, speech_window: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(self, audio_window: Tensor, speech_window: Tensor | None = None,
+                speaker: SpeakerStats | None = None) -> dict[str, Tensor]:
         """audio [B, W, k, D], speech [B, Ws, k, 2] -> {'implicit': [B, C], 'aus': [B, 17] in [0, 5]
-        (calibrated), 'raw_aus': before calibration, 'frames': [B, W, C] per-frame audio features}."""
-        return self.from_frames(self.audio.encode_frames(self.normalise(audio_window)), speech_window)
+        (calibrated), 'raw_aus': before calibration, 'frames': [B, W, C] per-frame audio features}.
 
-    def from_frames(self, frames: Tensor, speech_window: Tensor | None = None) -> dict[str, Tensor]:
+        speaker: statistics of a driving speech that is not the training identity's (SpeakerStats)."""
+        return self.from_frames(self.audio.encode_frames(self.normalise(audio_window, speaker)), speech_window,
+                                speaker)
+
+    def from_frames(self, frames: Tensor, speech_window: Tensor | None = None,
+                    speaker: SpeakerStats | None = None) -> dict[str, Tensor]:
         """The implicit feature and the AUs from already encoded frames of the window (see forward)."""
         weights = self.audio.attention(frames)  # [B, W]
         implicit = torch.einsum("bw,bwc->bc", weights, frames)
@@ -100,7 +121,7 @@ class AUPredictor(nn.Module):
                 raise ValueError("this CMMM reads speech features: the batch has no speech_window")
             logits = logits + self.speech_head(speech_window.flatten(1))
         raw = torch.sigmoid(logits) * AU_MAX
-        return {"implicit": implicit, "aus": self.calibrated(raw), "raw_aus": raw, "frames": frames}
+        return {"implicit": implicit, "aus": self.calibrated(raw, speaker), "raw_aus": raw, "frames": frames}
 
     @torch.no_grad()
     def init_au_bias(self, mean_aus: Tensor) -> None:  # [17] mean measured intensities
@@ -111,11 +132,14 @@ class AUPredictor(nn.Module):
         if self.speech_head is not None and self.au_head is not None:
             self.au_head[-1].bias.zero_()
 
-    def calibrated(self, aus: Tensor) -> Tensor:  # [B, 17] -> [B, 17] in [0, 5]
-        """Predictions rescaled from the current speaker's statistics to the identity's measured ones."""
+    def calibrated(self, aus: Tensor, speaker: SpeakerStats | None = None) -> Tensor:  # [B, 17] -> [B, 17] in [0, 5]
+        """Predictions rescaled from the speaker's prediction statistics (the driving speaker's when given,
+        else the training identity's) to the identity's measured ones."""
         if not self.cfg.calibrate:
             return aus
-        return ((aus - self.pred_mean) / self.pred_std.clamp_min(1e-3) * self.meas_std + self.meas_mean).clamp(0, AU_MAX)
+        mean, std = ((self.pred_mean, self.pred_std) if speaker is None or speaker.pred_mean is None
+                     else (speaker.pred_mean, speaker.pred_std))
+        return ((aus - mean) / std.clamp_min(1e-3) * self.meas_std + self.meas_mean).clamp(0, AU_MAX)
 
     def set_calibration(self, pred_aus: Tensor | None = None, measured_aus: Tensor | None = None) -> None:
         """Statistics of raw predictions [T, 17] (the speaker being driven) and of measured AUs [T, 17]

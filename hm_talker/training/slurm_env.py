@@ -4,7 +4,7 @@ Inside a SLURM job step (srun, one task per device) Lightning's `SLURMEnvironmen
 and the master address; the Trainer's `num_nodes` / `devices` must then equal the allocation's,
 so they are read from SLURM_NNODES / SLURM_NTASKS when the config leaves them at 1 and checked
 against it otherwise. Lightning's own auto-requeue is switched off: it checkpoints from inside the
-signal handler (mid-step); `hm_talker.launch.preempt.Preemption` checkpoints between steps instead.
+signal handler (mid-step); `hm_talker.training.preemption.Preemption` checkpoints between steps instead.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""What every `hm-talker evaluate` writes: metrics.json and metrics.md, with the notes a reader needs.
+"""The one report writer of every evaluation: metrics.json and metrics.md with the notes a reader
+needs, and, for a checkpoint, summary.json (what `hm-talker compare` reads) and the same to W&B.
 
 The notes say, per protocol, what the reference is and what the model was given, and, for every
 run, how LMD, the mouth metrics and the SyncNet numbers are defined here, so that no number is
@@ -107,3 +108,37 @@ def write_report(metrics: dict, out_dir, inputs: dict) -> None:
         lines.append(f"- render: {r['backend']} rasteriser on {r['device']}, alpha clamp {r['alpha_max']} "
                      f"(trained with {r['trained_backend']})")
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
+
+
+def write_evaluation(metrics: dict, out_dir, inputs: dict, model=None, ckpt=None) -> None:
+    """metrics.json / .md and, for a model (its `config_dict`, `render_info`) loaded from `ckpt`,
+    summary.json (for `hm-talker compare`) and the same numbers to a W&B run of their own."""
+    from omegaconf import OmegaConf
+
+    from hm_talker.config.loading import flat_dict
+
+    if model is not None:  # which device, rasteriser backend and alpha clamp rendered the scored frames
+        inputs = {**inputs, "render": getattr(model, "render_info", None)}
+    write_report(metrics, out_dir, inputs)
+    if model is None:
+        return
+    cfg = OmegaConf.create(model.config_dict)
+    run = cfg.get("run", {})
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    summary = {"name": f"{run.get('name') or Path(ckpt).parents[1].name}-{inputs['protocol']}",
+               "group": run.get("group", ""), "protocol": inputs["protocol"], "seed": cfg.get("seed", 0),
+               "tags": list(run.get("tags", [])) + [f"eval-{inputs['protocol']}"],
+               "config": flat_dict(cfg), "metrics": numbers}
+    out = Path(out_dir)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    _log_wandb(summary, out, run.get("project", "hm-talker"), run.get("wandb_mode", "auto"))
+
+
+def _log_wandb(summary: dict, out: Path, project: str, configured_mode: str) -> None:
+    from hm_talker.tracking import run_settings, start_run
+
+    run = start_run(run_settings(summary["name"], project, out, configured_mode, summary["group"],
+                                 summary["tags"], summary["config"], job_type="evaluate"))
+    run.log(summary["metrics"])
+    run.summary.update({**summary["metrics"], "protocol": summary["protocol"]})
+    run.finish()

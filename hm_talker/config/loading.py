@@ -1,12 +1,31 @@
-"""OmegaConf helpers: `key=value` overrides onto a structured config; unknown keys are an error."""
+"""The one config loader of every command: schema defaults <- an experiment file (and the `base:` files
+it names) <- `key=value` overrides. Unknown keys are an error (struct mode); `${...}` interpolations
+and resolvers are refused in the user's text before anything is resolved."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from hm_talker.errors import InputError
+from hm_talker.validate import refuse_interpolation, refuse_interpolation_overrides
+
+
+def load_structured(schema, config_path: str | Path | None, overrides: list[str]) -> DictConfig:
+    """`schema` (a dataclass) defaults <- CONFIG file (with its bases) <- overrides, in struct mode."""
+    cfg = OmegaConf.structured(schema)
+    OmegaConf.set_struct(cfg, True)
+    if config_path is not None:
+        path = Path(config_path)
+        user = load_experiment(path)  # with the `base:` files it names, each read safely
+        refuse_interpolation(OmegaConf.to_container(user, resolve=False), path)
+        try:
+            cfg = OmegaConf.merge(cfg, user)
+        except OmegaConfBaseException as exc:
+            raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
+    refuse_interpolation_overrides(list(overrides))
+    return merge_overrides(cfg, list(overrides))
 
 
 def merge_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -39,3 +58,18 @@ def load_experiment(path: Path, _seen: tuple = ()) -> DictConfig:
     if not base_path.is_file():
         raise InputError(path, f"base experiment {base} not found")
     return OmegaConf.merge(load_experiment(base_path, _seen + (path.resolve(),)), node)
+
+
+def flat_dict(cfg) -> dict:
+    """{'a.b.c': value} of the resolved config (for W&B and summary.json)."""
+    out: dict = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg, "")
+    return out

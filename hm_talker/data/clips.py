@@ -98,3 +98,9 @@ def open_clip(path) -> Clip:
     info = probe_video(path)
     idx = resample_indices(info.num_frames, info.fps, EVAL_FPS)
     return Clip(path, len(idx), info.height, info.width, indices=idx)
+
+
+def load_frames(path) -> np.ndarray:
+    """A video, an image or a folder of images -> [T, H, W, 3] uint8 RGB (the whole clip in memory:
+    evaluation itself reads clips chunk by chunk through :func:`open_clip`)."""
+    return np.concatenate(list(open_clip(path).chunks()))

@@ -44,9 +44,9 @@ class Preemption(L.Callback):
             return
         self.requested = True
         for cb in trainer.callbacks:  # the atomic last.ckpt writer of fit.py
-            if getattr(cb, "saved_step", None) is not None and hasattr(cb, "_save"):
+            if getattr(cb, "saved_step", None) is not None and hasattr(cb, "save"):
                 if cb.saved_step != trainer.global_step:
-                    cb._save(trainer)
+                    cb.save(trainer)
         log.warning("preemption signal: checkpoint at step %d written, stopping", trainer.global_step)
         trainer.should_stop = True
 

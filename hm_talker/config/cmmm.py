@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hm_talker.constants import AU_NAMES
-from hm_talker.model.config import AudioEncoderConfig, AUPredictorConfig
+from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
 
 # lips part / jaw drop carry the mouth opening; the other lower-face AUs shape the lips
 _MOUTH_WEIGHT = {"AU25": 4.0, "AU26": 4.0, "AU10": 1.0, "AU12": 1.0, "AU14": 1.0, "AU15": 1.0, "AU17": 1.0,
@@ -36,7 +36,7 @@ class CMMMConfig:
     lr: float = 5.0e-4  # Adam lr of CMMM (stage 1 and fine-tuning)
     weight_decay: float = 1.0e-4  # stage-1 AdamW weight decay (one speaker is easy to over-fit)
     speaker_norm: bool = True  # normalise audio features per band by the speaker's own statistics
-    net: AUPredictorConfig = field(default_factory=AUPredictorConfig)  # the networks
+    net: CMMMNetConfig = field(default_factory=CMMMNetConfig)  # the networks
     loss: CMMMLossConfig = field(default_factory=CMMMLossConfig)  # stage-1 losses
 
 
@@ -75,3 +75,15 @@ class CMMMFitConfig:
     trainer: CMMMTrainerConfig = field(default_factory=CMMMTrainerConfig)
     run: CMMMRunConfig = field(default_factory=CMMMRunConfig)
     seed: int = 0  # seeds the weights and the data order
+
+
+def load_config(config_path: str | None, overrides: list[str]):
+    """`hm-talker fit-cmmm`'s config: CMMMFitConfig <- CONFIG (optional) <- key=value overrides, by the
+    loader every command uses; data.roots is required."""
+    from hm_talker.config.loading import load_structured
+    from hm_talker.errors import InputError
+
+    cfg = load_structured(CMMMFitConfig, config_path, overrides)
+    if not cfg.data.roots:
+        raise InputError(config_path, "data.roots is empty (pass data.roots=[IDENTITY_DIR,...])")
+    return cfg

@@ -2,7 +2,7 @@
 
 Reads the sweep's plan (RUN_DIR_ROOT/sweeps/NAME.json, written by `hm-talker sweep`) and the
 summary.json of its finished runs, groups them by configuration (the searched values without the
-seed) and hands them to `hm_talker.compare` (mean and spread over seeds, table, one plot per metric,
+seed) and hands them to the comparison (mean and spread over seeds, table, one plot per metric,
 best configuration marked). A configuration with fewer finished seeds than the plan asked for is
 flagged in its row name ("[2/3 seeds]"), never averaged silently as if it were complete.
 """
@@ -21,7 +21,7 @@ def config_label(params: dict) -> str:
 
 def sweep_records(name: str, run_root: str | Path) -> tuple[list, dict, dict | None]:
     """(records regrouped by configuration, {label: (finished, planned)}, the sweep's metric)."""
-    from hm_talker.compare import load_summary
+    from hm_talker.compare.records import load_summary
 
     run_root = Path(run_root)
     plan_path = run_root / "sweeps" / f"{name}.json"
@@ -59,7 +59,7 @@ def best_configuration(table, metric: dict | None) -> str | None:
 
 def compare_sweep(name: str, run_root: str | Path, out: str | Path, metrics=None):
     """Write the comparison of the sweep's configurations into `out`; returns the table."""
-    from hm_talker.compare import compare_records
+    from hm_talker.compare.write import compare_records
 
     records, counts, metric = sweep_records(name, run_root)
     for label, (done, asked) in counts.items():

@@ -16,11 +16,13 @@ take the jaw motion first.  The static canonical Gaussians (colour, shape) train
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from hm_talker.constants import UPPER_FACE_AUS
-from hm_talker.model.config import AudioEncoderConfig, DeformationConfig, GaussianConfig, HMMMConfig
-from hm_talker.training.cmmm_config import CMMMConfig
-from hm_talker.training.sfp import SFPConfig
+from omegaconf import DictConfig, OmegaConf
+
+from hm_talker.config.cmmm import CMMMConfig
+from hm_talker.errors import InputError
+from hm_talker.model.config import HMMMConfig, ModelConfig
 
 
 @dataclass
@@ -33,16 +35,6 @@ class DataConfig:
     shuffle_buffer: int = 64  # sample shuffle buffer (seeded by seed, epoch and reader: reproducible)
     max_corrupt_fraction: float = 0.5  # stop with an error when more than this share of a reader's epoch fails to decode
     corrupt_warnings: int = 5  # corrupt samples warned about one by one per reader; the rest are counted and summarised
-
-
-@dataclass
-class ModelConfig:
-    gaussians: GaussianConfig = field(default_factory=GaussianConfig)  # canonical Gaussians
-    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)  # audio window -> condition
-    deformation: DeformationConfig = field(default_factory=DeformationConfig)  # face + mouth branches
-    upper_aus: list[str] = field(default_factory=lambda: list(UPPER_FACE_AUS))  # AUs fed to the face branch
-    render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
-    tile_size: int = 16  # rasteriser tile edge in pixels
 
 
 @dataclass
@@ -116,6 +108,17 @@ class ScheduleConfig:
 
 
 @dataclass
+class SFPConfig:
+    enabled: bool = True  # pair with both sources; false: measured AUs only in training (the no-SFP ablation)
+    schedule: str = "alternate"  # alternate (fixed cycles), random (Bernoulli per step) or curriculum (p falls from 1)
+    p_measured: float = 0.5  # share of steps on measured AUs (alternate: per cycle; random; curriculum: final value)
+    period: int = 2  # alternate: cycle length in steps, the first round(p_measured * period) of them measured
+    curriculum_steps: int = 1000  # curriculum: steps over which p(measured) falls linearly from 1 to p_measured
+    seed: int = 0  # random / curriculum draws: hash of (seed, step)
+    predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 3000  # optimisation steps
     devices: int = 1  # devices (GPUs or CPU processes)
@@ -153,3 +156,26 @@ class FitConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0  # seeds torch / numpy / python RNGs and the data order
+
+
+DEFAULT_EXPERIMENT = Path("experiments") / "hm_talker.yaml"  # the full model; relative to the repository root
+
+
+def default_config_path() -> Path:
+    """experiments/hm_talker.yaml of the source checkout, else relative to the working directory."""
+    here = Path(__file__).resolve().parents[2] / DEFAULT_EXPERIMENT
+    return here if here.is_file() else DEFAULT_EXPERIMENT
+
+
+def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
+    """`hm-talker fit`'s config: FitConfig <- CONFIG (default experiments/hm_talker.yaml) <- key=value
+    overrides; data.root is required and every field is checked against its range."""
+    from hm_talker.config.loading import load_structured
+    from hm_talker.validate import check_fit_config
+
+    path = Path(config_path) if config_path else default_config_path()
+    cfg = load_structured(FitConfig, path, overrides)
+    if OmegaConf.is_missing(cfg.data, "root"):
+        raise InputError(path, "data.root is not set (pass data.root=IDENTITY_DIR)")
+    check_fit_config(cfg, path if config_path else None)
+    return cfg

@@ -1,0 +1,119 @@
+"""Frames of a loaded model rendered as a stream, a batch at a time: driven by any speech with the head
+pose, eyes and background replayed from the training clip (`driven_frames`, `drive`), or the identity's
+held-out frames driven by their own audio (`held_out_frames`). Only audio drives the lower face."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hm_talker.constants import LOWER_AU_IDX
+from hm_talker.data.identity import IdentityFrames, held_out_frames
+from hm_talker.data.windows import Windows
+from hm_talker.model.talking_head import to_uint8
+
+REPLAYED = ("image", "masks", "extrinsics", "intrinsics", "aus")  # what a rendered frame takes from a clip frame
+
+
+def ping_pong(k: int, n: int) -> int:
+    """Frame of the training clip shown at output frame k: 0..n-1, n-2..1, 0..n-1, ..."""
+    if n == 1:
+        return 0
+    p = k % (2 * (n - 1))
+    return p if p < n else 2 * (n - 1) - p
+
+
+def frame_batch(model, samples: list[dict], windows: Windows, frames, speaker=None) -> dict:
+    """One render batch on the model's device: the clip frames' REPLAYED members and the audio inputs
+    of `frames` (their windows); `speaker`: the driving speech's SpeakerStats (None: the identity's)."""
+    import torch
+
+    batch = {key: torch.stack([s[key] for s in samples]) for key in REPLAYED}
+    batch.update(windows.speech_batch(frames))
+    device = model.head.face.means.device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if speaker is not None:
+        batch["speaker"] = speaker
+    return batch
+
+
+class RenderTimer:
+    """Seconds spent rendering (deformation, rasterisation, the copy to the host), for frames/s."""
+
+    def __init__(self) -> None:
+        self.seconds, self.frames = 0.0, 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def render(model, batch: dict, timer: RenderTimer | None = None) -> np.ndarray:
+    """uint8 [B, H, W, 3] frames of a batch (the model's default: predicted AUs drive the lower face)."""
+    t = time.perf_counter()
+    out = to_uint8(model.render(batch, model.deform(batch))["rgb"])  # the copy to the host waits for the GPU
+    if timer is not None:
+        timer.seconds += time.perf_counter() - t
+        timer.frames += len(out)
+    return out
+
+
+def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, batch_size: int = 4,
+                  timer: RenderTimer | None = None) -> Iterator[np.ndarray]:
+    """Yield uint8 [b, H, W, 3] chunks of the frames that `windows` (a driving speech) drives, head pose,
+    eyes and background replayed from the training clip forwards then backwards (no jump at the seam)."""
+    import torch
+    from tqdm import tqdm
+
+    clip = IdentityFrames(root, manifest)
+    n = len(windows)
+    with torch.no_grad():
+        for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False):
+            ks = list(range(k0, min(n, k0 + batch_size)))
+            samples = [clip[ping_pong(k, clip.num_frames)] for k in ks]
+            yield render(model, frame_batch(model, samples, windows, ks, speaker), timer)
+
+
+def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8):
+    """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices)
+    over the identity's held-out frames in order, each driven by its own audio window.
+
+    The model sees the held-out frames' pose, upper-face AUs and background, and no lower-face
+    measurement: their lower-face AUs are zeroed before the model sees them."""
+    import torch
+
+    clip = IdentityFrames(root, manifest)
+    frames = list(held_out_frames(manifest))
+    with torch.no_grad():
+        for i in range(0, len(frames), batch_size):
+            ks = frames[i:i + batch_size]
+            batch = frame_batch(model, [clip[k] for k in ks], windows, ks)
+            aus = batch["aus"].clone()
+            aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
+            batch["aus"] = aus
+            yield (render(model, batch), to_uint8(batch["image"]), batch["masks"][:, 0].cpu().numpy() > 0.5,
+                   np.asarray(ks))
+
+
+def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_size: int = 4,
+          audio_model: str | None = None, ckpt=None) -> dict:
+    """Render `out_path` (mp4 with the sound) from a loaded model driven by `audio` (float32 mono at the
+    identity's rate); returns frames, seconds, render-only and end-to-end frames/s, render settings."""
+    from hm_talker.driving.speech import speaker_stats, speech_windows
+    from hm_talker.video_writer import VideoWriter
+
+    start = time.perf_counter()  # end to end: features, decoding, render, encoding
+    sr, fps = manifest["sample_rate"], manifest["fps"]
+    windows = speech_windows(audio, manifest, model.cfg, audio_model, ckpt)
+    speaker = speaker_stats(model, windows)
+    n, size = len(windows), manifest["size"]
+    timer = RenderTimer()
+    sound = np.pad(audio, (0, n * (sr // fps) - len(audio)))  # sound exactly as long as the video
+    with VideoWriter(Path(out_path), size, size, fps, sound, sr) as video:
+        for chunk in render_driven(model, root, manifest, windows, speaker, batch_size, timer):
+            video.write(chunk)
+    total_s = time.perf_counter() - start
+    return {"video": str(out_path), "frames": n, "fps": fps, "seconds": n / fps, "render_fps": timer.fps,
+            "end_to_end_fps": n / max(total_s, 1e-9), **getattr(model, "render_info", {})}

@@ -1,0 +1,126 @@
+"""The evaluation protocols, each driving + scoring for a loaded model (or two clips):
+
+- self-driven (`self_driven`): the identity's held-out frames rendered from their own audio and poses,
+  scored against the real frames by every metric; the real held-out mouth is the lip-sync reference;
+- cross-driven by a reference video (`cross_video`): another real video's sound drives the model and the
+  generated mouth is compared with that video's real mouth (image metrics do not apply);
+- cross-driven by speech alone (`cross_audio`): no reference, so only Sync (with weights) and the
+  generated mouth's motion statistics apply;
+- any two clips (`pair`): every metric of PRED against TARGET.
+
+The driven videos are written to OUT/driven.mp4 as they render and scored from there a chunk at a time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hm_talker.data.clips import CHUNK_FRAMES, open_clip
+from hm_talker.errors import InputError
+from hm_talker.evaluation.scoring import (clip_landmarks, face_geometry, score_against_frames, score_generated,
+                                          score_mouth_against, video_landmarks)
+
+SELF_BATCH = 8  # held-out frames rendered at once in the self-driven protocol
+
+
+def self_driven(model, root: Path, manifest: dict, syncnet_weights=None) -> dict:
+    """All metrics of the identity's held-out frames rendered by a loaded model, scored batch by batch
+    as they are rendered (the model sees their pose, upper-face AUs and background, not their mouth)."""
+    import soundfile as sf
+
+    from hm_talker.driving.render import render_held_out
+    from hm_talker.driving.speech import identity_windows
+
+    wav_path = root / "audio.wav"
+    has_audio = wav_path.is_file()
+
+    def audio_for(first: int, last: int) -> np.ndarray:  # the held-out frames' own sound
+        per = manifest["sample_rate"] // manifest["fps"]
+        wav, _ = sf.read(wav_path, dtype="float32")
+        return wav[first * per:(last + 1) * per]
+
+    chunks = render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg), SELF_BATCH)
+    metrics = score_against_frames(chunks, has_audio, syncnet_weights, audio_for if has_audio else None)
+    if not has_audio:
+        metrics.setdefault("notes", {})["sync_c"] = "the identity has no audio.wav (preprocessed by an older version)"
+    return metrics
+
+
+def reference_video(ref_path, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sound at ``sample_rate``, face-mesh landmarks ``[T, 478, 3]`` at 25 fps) of a reference video.
+
+    One-line :class:`InputError` when it has no sound track or no face in any frame.
+    """
+    from hm_talker.preprocess.media import audio_from_video, probe_video
+
+    if not probe_video(ref_path).has_audio:
+        raise InputError(ref_path, "has no sound track: --drive-video needs a video of someone speaking, with sound")
+    audio = audio_from_video(ref_path, sample_rate)
+    landmarks = video_landmarks(ref_path)
+    if np.isnan(landmarks[:, 0, 0]).all():
+        raise InputError(ref_path, "no face found in any frame: the reference mouth cannot be measured")
+    return audio, landmarks
+
+
+def cross_video(model, root: Path, manifest: dict, ref_path, out_dir, syncnet_weights=None, ckpt=None) -> dict:
+    """Drive a loaded model with REF's sound (OUT/driven.mp4) and score its mouth against REF's mouth."""
+    from hm_talker.driving.render import drive
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sr = manifest["sample_rate"]
+    audio, ref_landmarks = reference_video(ref_path, sr)
+    report = drive(model, root, manifest, audio, out / "driven.mp4", ckpt=ckpt)
+    metrics, pred_landmarks = score_generated(  # the driven video, read back chunk by chunk
+        open_clip(out / "driven.mp4").chunks(CHUNK_FRAMES, report["frames"]), audio, sr, syncnet_weights,
+        "another person's video is the reference: only the mouth metrics and Sync apply")
+    score_mouth_against(metrics, pred_landmarks, ref_landmarks)
+    metrics["driven"] = report  # the driven video: path, frames, render frames/s
+    return metrics
+
+
+def cross_audio(model, root: Path, manifest: dict, audio_path, out_dir, syncnet_weights=None, ckpt=None) -> dict:
+    """Drive a loaded model with other speech (OUT/driven.mp4); no reference mouth (see the module doc)."""
+    from hm_talker.driving.render import drive
+    from hm_talker.driving.speech import load_speech
+    from hm_talker.preprocess.media import load_audio
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = drive(model, root, manifest, load_speech(audio_path, manifest), out / "driven.mp4", ckpt=ckpt)
+    metrics, _ = score_generated(
+        open_clip(out / "driven.mp4").chunks(CHUNK_FRAMES, report["frames"]), load_audio(audio_path, 16000), 16000,
+        syncnet_weights, "no ground truth frames in the cross-driven protocol (give --drive-video for a reference mouth)")
+    return metrics
+
+
+def pair(pred_path, target_path, syncnet_weights=None, chunk: int = CHUNK_FRAMES) -> dict:
+    """Every metric of two clips, reading both ``chunk`` frames at a time (twice: the landmarks first, for
+    the face masks and AU calibration, then the image metrics)."""
+    from hm_talker.metrics import ClipScorer
+
+    pred, target = open_clip(pred_path), open_clip(target_path)
+    if (pred.height, pred.width) != (target.height, target.width):
+        raise InputError(pred_path, f"frames are {pred.width}x{pred.height}, the target's "
+                                    f"{target.width}x{target.height}")
+    n = min(pred.num_frames, target.num_frames)
+    size = (target.height, target.width)
+    geo = face_geometry(clip_landmarks(target, n, chunk), clip_landmarks(pred, n, chunk), size)
+    audio = None
+    if pred.is_video:
+        from hm_talker.preprocess.media import audio_from_video, probe_video
+
+        if probe_video(pred_path).has_audio:
+            audio = audio_from_video(pred_path, 16000)
+    scorer = ClipScorer(geo.target is not None, audio is not None, syncnet_weights)
+    start = 0
+    for p, t in zip(pred.chunks(chunk, n), target.chunks(chunk, n)):
+        scorer.update(p, t, geo.face_masks(start, start + len(p)) if geo.target is not None else None)
+        start += len(p)
+    metrics = scorer.result(audio=audio, **geo.score_kwargs())
+    if geo.note:
+        metrics.setdefault("notes", {})["landmarks"] = geo.note
+    if audio is None and metrics.get("sync_c") is None:
+        metrics.setdefault("notes", {})["sync_c"] = "the prediction has no sound track"
+    return metrics

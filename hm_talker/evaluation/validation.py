@@ -1,0 +1,63 @@
+"""Lip sync where the researcher looks: the scores every validation of a fit logs (`val/...`), made by the
+same protocols as `hm-talker evaluate`, so a run's W&B page and summary.json show the numbers evaluate
+would give for the checkpoint of that step.
+
+- self-driven (always, with eval.lip_sync): the held-out frames driven by their own audio only ->
+  val/mouth_r, val/mouth_amp, val/mouth_jitter, val/lmd, val/psnr_face, val/lpips_face;
+- cross-driven (eval.drive_video: a real video of another person speaking, or a list): its sound drives
+  the model and its real mouth is the reference -> val/cross_mouth_r, val/cross_mouth_amp,
+  val/cross_mouth_jitter (the mean over the references; per reference val/cross/<name>/...); with
+  eval.deaf_control the same weights with every audio input silenced -> val/cross_*_deaf, the chance
+  level of that reference.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+SELF_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face")
+CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
+
+
+def drive_videos(value) -> list[str]:
+    """eval.drive_video as a list of paths (None / "" -> none)."""
+    if value is None or value == "":
+        return []
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value]
+
+
+def load_references(eval_cfg, sample_rate: int) -> list:
+    """The references of eval.drive_video, each at most eval.cross_seconds long: sound and face mesh,
+    computed once per run. A reference without sound or face, or unreadable, is one InputError."""
+    from hm_talker.evaluation.protocols import reference_video
+
+    seconds = eval_cfg.cross_seconds if eval_cfg.cross_seconds > 0 else None
+    return [reference_video(p, sample_rate, seconds) for p in drive_videos(eval_cfg.drive_video)]
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.nan
+
+
+def validation_scores(model, root: Path, manifest: dict, references: list, out_dir: Path, step: int,
+                      deaf_control: bool = False) -> dict[str, float]:
+    """The val/... scores of the model as it is now (NaN where a metric does not apply); the driven
+    videos go to OUT_DIR/step_<step>_cross-<reference>.mp4."""
+    from hm_talker.evaluation.protocols import cross_reference, self_driven
+
+    out = {}
+    m = self_driven(model, root, manifest)
+    out.update({f"val/{k}": _number(m.get(k)) for k in SELF_KEYS})
+    cross: dict[str, list[float]] = {}
+    for ref in references:
+        runs = [("", False)] + ([("_deaf", True)] if deaf_control else [])
+        for suffix, silent in runs:
+            video = Path(out_dir) / f"step_{step:06d}_cross-{ref.name}{suffix.replace('_', '-')}.mp4"
+            c = cross_reference(model, root, manifest, ref, video, silent=silent)
+            for k in CROSS_KEYS:
+                out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
+                cross.setdefault(f"val/cross_{k}{suffix}", []).append(_number(c.get(k)))
+    for key, values in cross.items():
+        finite = [v for v in values if math.isfinite(v)]
+        out[key] = sum(finite) / len(finite) if finite else math.nan
+    return out

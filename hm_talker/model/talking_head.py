@@ -1,0 +1,94 @@
+"""The whole person-specific model: CMMM (audio -> implicit feature, predicted AUs, explicit feature) and
+the Gaussian head whose lower face HMMM's fused condition deforms. Networks only: no Lightning, no loop.
+
+A rendered frame is: CMMM on the frame's audio window (and speaker-free speech window) -> the implicit
+feature and predicted AUs; the explicit feature of the predicted AUs (or, in training on SFP's measured
+steps, of the AUs measured on the frame); HMMM fuses both into the condition of the face branch (lips,
+jaw) and of the mouth branch; the face branch also reads the upper-face AUs (eyes, brows); both branches
+are rendered with the frame's camera and composited over the real frame outside the face region.
+
+`hm_talker.training.hmmm_module.HMMMModule` trains this model (it is one); `hm_talker.driving` loads a
+checkpoint into it and drives it with any speech.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hm_talker.constants import AU_MAX, AU_NAMES, MEASURED, PREDICTED
+from hm_talker.model.cmmm import CMMM
+from hm_talker.model.head import GaussianHead, face_region
+from hm_talker.render import RenderConfig
+
+
+class TalkingHead(nn.Module):
+    """CMMM + Gaussian head (see the module docstring).
+
+    cfg: the run's FitConfig (hm_talker/config/fit.py; this reads its model, hmmm, cmmm.net, seed and
+    loss.mask_dilate sections); mean_shape: the identity's mean landmark shape [478, 3]; render_cfg: how to
+    rasterise (default: the model config's backend and tile size); config_dict: the config as a plain dict
+    (what checkpoints store)."""
+
+    def __init__(self, cfg, mean_shape: np.ndarray, render_cfg: RenderConfig | None = None,
+                 config_dict: dict | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.config_dict = config_dict or {}
+        model, hmmm, cmmm = cfg.model, cfg.hmmm, cfg.cmmm.net
+        cond_dim = model.audio.condition_dim
+        # every condition the deformation reads has the audio condition's width
+        model.deformation.face.condition_dim = cond_dim
+        model.deformation.mouth.audio_dim = cond_dim
+        model.deformation.face.upper_au_dim = len(model.upper_aus)
+        cmmm.explicit_dim = cond_dim
+        if hmmm.mode not in ("hybrid", "implicit", "explicit"):
+            raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {hmmm.mode!r}")
+        if hmmm.upper_au_source not in ("frames", "predicted"):
+            raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {hmmm.upper_au_source!r}")
+        self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
+        self.upper_au_idx = [AU_NAMES.index(a) for a in model.upper_aus]
+        render_cfg = render_cfg or RenderConfig(backend=model.render_backend, tile_size=model.tile_size)
+        self.head = GaussianHead(model.gaussians, model.deformation, hmmm, mean_shape, cfg.seed, render_cfg)
+        self.cmmm = CMMM(model.audio, cmmm, hmmm.explicit_aus)
+
+    @property
+    def face(self):
+        return self.head.face
+
+    @property
+    def mouth(self):
+        return self.head.mouth
+
+    def conditions(self, batch: dict, source: str = PREDICTED) -> dict:
+        """CMMM on the audio window -> implicit feature, predicted AUs, and the explicit feature of
+        `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1].
+        batch["speaker"] (optional, a SpeakerStats): statistics of a driving speech that is not the
+        training identity's; they travel with the audio they describe."""
+        out = self.cmmm(batch["audio_window"], batch.get("speech_window"), batch.get("speaker"))
+        implicit = out["implicit"] if self.mode != "explicit" else torch.zeros_like(out["implicit"])
+        explicit = None
+        if self.mode != "implicit":
+            aus = batch["aus"] if source == MEASURED else out["aus"]
+            explicit = self.cmmm.explicit(aus)
+        upper_src = batch["aus"] if self.upper_au_source == "frames" else out["aus"]
+        return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
+                "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
+
+    def deform(self, batch: dict, source: str = PREDICTED, face_grad: bool = True) -> dict:
+        """Deformed Gaussians of both branches for every frame of the batch ([B, N, *]).
+
+        The default source is the audio-only path of driving: predicted AUs."""
+        c = self.conditions(batch, source)
+        deformed = self.head.deform(c["implicit"], c["explicit"], c["upper"], face_grad=face_grad)
+        deformed["conditions"] = c
+        return deformed
+
+    def render(self, batch: dict, deformed: dict) -> dict:
+        """Composite per frame (see GaussianHead.render): rgb [B, 3, H, W], alpha, metas, face_mask."""
+        return self.head.render(batch, deformed, face_region(batch["masks"], self.mask_dilate))
+
+
+
+def to_uint8(rgb: Tensor) -> np.ndarray:  # [B, 3, H, W] in [0, 1] -> [B, H, W, 3] uint8 on the host
+    return (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,48 @@
+"""The Lightning Trainer of a fit and its callbacks: the atomic checkpoint, the validation video, the lr
+schedule record, progress lines, preemption (requeue), densification under DDP, graceful Ctrl-C."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+@dataclass
+class FitTrainer:
+    trainer: object  # lightning.Trainer
+    preemption: object  # training.preemption.Preemption: requested after a requeue signal
+    interrupt: object  # training.interrupt.GracefulInterrupt: stopped after Ctrl-C / SIGTERM
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger, fps: int, identity: Path,
+                  callbacks: list | None = None) -> FitTrainer:
+    import lightning as L
+
+    from hm_talker.training import slurm_env
+    from hm_talker.training.preemption import Preemption
+    from hm_talker.training.checkpointing import AtomicLastCheckpoint
+    from hm_talker.training.ddp_gaussians import DistributedGaussians
+    from hm_talker.training.interrupt import GracefulInterrupt
+    from hm_talker.training.lr_horizon import LrScheduleRecord
+    from hm_talker.training.progress import ProgressLines
+    from hm_talker.training.val_video import ValidationVideo
+
+    t = cfg.trainer
+    preemption, interrupt = Preemption(), GracefulInterrupt()
+    trainer = L.Trainer(
+        max_steps=t.max_steps, devices=t.devices,
+        # DDP must allow unused parameters: the face deformation sits out the mouth warm-up
+        strategy="ddp_find_unused_parameters_true" if t.devices > 1 or t.num_nodes > 1 else "auto",
+        num_nodes=t.num_nodes, accelerator=t.accelerator, precision=t.precision,
+        logger=logger, callbacks=[AtomicLastCheckpoint(run_dir / "checkpoints", t.checkpoint_every),
+                                  ValidationVideo(run_dir / "val", fps, identity=identity),
+                                  LrScheduleRecord(cfg), ProgressLines(t.progress_every),
+                                  preemption, DistributedGaussians(), interrupt, *(callbacks or [])],
+        plugins=slurm_env.plugins(),
+        enable_checkpointing=False, log_every_n_steps=max(1, t.log_every),
+        val_check_interval=t.val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        limit_val_batches=None if t.limit_val_batches < 0 else t.limit_val_batches,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(run_dir),
+    )
+    return FitTrainer(trainer, preemption, interrupt)
