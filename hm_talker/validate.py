@@ -121,7 +121,7 @@ def _check_table(values: dict, ranges: dict, source) -> None:
 
 
 def check_fit_config(cfg, source=None) -> None:
-    """Every range of FIT_RANGES, the weights / learning-rate sign rules and the run names."""
+    """Every range of FIT_RANGES, the weights / learning-rate sign rules, the SFP rules and the run names."""
     from omegaconf import OmegaConf
 
     values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
@@ -133,6 +133,13 @@ def check_fit_config(cfg, source=None) -> None:
             if key.startswith(FIT_POSITIVE_PREFIXES):
                 if not (math.isfinite(v) and v > 0):
                     raise InputError(source, f"{key}={v!r} must be a positive learning rate")
+    # SFP settings that would not train what they say (a share the alternate cycle cannot hold, a field
+    # the chosen schedule never reads): after the ranges, so the fields are known to be in range
+    from hm_talker.training.sfp import config_problem
+
+    problem = config_problem(cfg.sfp)
+    if problem:
+        raise InputError(source, problem)
     if cfg.run.name:
         check_name("run.name", cfg.run.name, source)
     if cfg.run.group:
