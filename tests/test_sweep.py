@@ -73,7 +73,6 @@ def test_shipped_sfp_specs_train_a_different_sequence_in_every_run(spec_file, co
     from hm_talker.training.sfp import MEASURED, SFPSchedule, share
 
     spec = load_spec(REPO / "sweeps" / spec_file)
-    assert spec["metric"] == {"name": "val/cross_mouth_r", "goal": "maximize"}
     runs = expand(spec, ["data.root=ident"], count=count)
     seqs: dict[tuple, str] = {}
     for r in runs:
@@ -88,6 +87,7 @@ def test_shipped_sfp_specs_train_a_different_sequence_in_every_run(spec_file, co
         measured = sum(seq) / steps
         assert (measured == value) if exact else abs(measured - value) < 0.04, (r.name, measured, value)
     assert len(seqs) == len(runs) == (39 if count is None else 24)
+    assert spec["metric"] == {"name": "val/cross_mouth_r", "goal": "maximize"}  # lip sync on another speaker's speech
 
 
 def test_spec_axes_win_over_command_line_overrides():
