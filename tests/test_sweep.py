@@ -172,6 +172,29 @@ def test_the_plan_is_checked_one_run_at_a_time(tmp_path, monkeypatch):
     assert [r.params["loss.alpha"] for r in first] == [0.0, 0.001, 0.002] and len(checked) <= 3
 
 
+def test_each_checked_config_is_what_a_fresh_load_gives(tmp_path, monkeypatch):
+    """After a key set's first run (a full load), runs merge their own overrides into its config in place:
+    every one must equal fit's own load_config of the same overrides (lists replace, mappings flatten)."""
+    from omegaconf import OmegaConf
+
+    import hm_talker.validate
+    from hm_talker.training.fit import load_config
+
+    seen = {}
+    real = hm_talker.validate.check_fit_config
+    monkeypatch.setattr(hm_talker.validate, "check_fit_config",
+                        lambda cfg, src=None: seen.setdefault(cfg.run.name, OmegaConf.to_container(cfg)) and real(cfg, src))
+    spec = tmp_path / "mix.yaml"
+    spec.write_text("name: mix\nmethod: grid\nparameters:\n  loss.dssim: {values: [0.0, 0.2]}\n"
+                    "  model.upper_aus: {values: [[AU01, AU02, AU04], [AU45]]}\n"
+                    "  sfp:\n    values:\n      - {schedule: random, p_measured: 0.25}\n"
+                    "      - {schedule: alternate, p_measured: 0.5, period: 4}\n  seed: {values: [0, 1]}\n")
+    runs = {r.name: r for r in expand(load_spec(spec), ["data.root=ident"])}
+    assert len(runs) == 16 and len(seen) == 14  # two key sets: each one's first run is a full load
+    for name, got in seen.items():
+        assert got == OmegaConf.to_container(load_config(None, runs[name].overrides)), name
+
+
 def test_dry_run_of_a_500_run_grid_is_checked_in_seconds(tmp_path):
     """Every run of a 500-run grid through fit's loader and validator: the first run is loaded in full, the
     others merge their own overrides into it (a fresh load is ~50 ms a run: 25 s)."""

@@ -330,8 +330,8 @@ class SweepPlan:
                 else:
                     cfg = bases[keys]
                     refuse_interpolation_overrides(tail)
-                    try:  # in place: OmegaConf.merge is this after a deep copy of the whole config
-                        cfg.merge_with(OmegaConf.from_dotlist(tail))
+                    try:  # in place: OmegaConf.merge(cfg, from_dotlist(tail)) is this after a deep copy
+                        cfg.merge_with_dotlist(tail)
                     except Exception:
                         merge_overrides(cfg, tail)  # the loader's own one-line error for these overrides
                         raise
