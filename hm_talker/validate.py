@@ -49,6 +49,7 @@ FIT_RANGES: dict[str, tuple] = {
     "cmmm.weight_decay": (0.0, INF), "cmmm.au_loss": (0.0, INF),
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_window": (1, 1024),
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
+    "eval.cross_seconds": (0.0, INF),
 }
 FIT_NONNEGATIVE_PREFIXES = ("loss.",)  # every other number under these: >= 0 (weights)
 FIT_POSITIVE_PREFIXES = ("optim.lr_",)  # learning rates: > 0
@@ -121,7 +122,7 @@ def _check_table(values: dict, ranges: dict, source) -> None:
 
 
 def check_fit_config(cfg, source=None) -> None:
-    """Every range of FIT_RANGES, the weights / learning-rate sign rules and the run names."""
+    """Every range of FIT_RANGES, the weights / learning-rate sign rules, the SFP rules and the run names."""
     from omegaconf import OmegaConf
 
     values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
@@ -133,6 +134,19 @@ def check_fit_config(cfg, source=None) -> None:
             if key.startswith(FIT_POSITIVE_PREFIXES):
                 if not (math.isfinite(v) and v > 0):
                     raise InputError(source, f"{key}={v!r} must be a positive learning rate")
+    # SFP settings that would not train what they say (a share the alternate cycle cannot hold, a field
+    # the chosen schedule never reads): after the ranges, so the fields are known to be in range
+    from hm_talker.config.sfp import config_problem
+
+    problem = config_problem(cfg.sfp)
+    if problem:
+        raise InputError(source, problem)
+    videos = cfg.eval.drive_video
+    if OmegaConf.is_list(videos):
+        videos = list(videos)
+    if videos is not None and not (isinstance(videos, str) or
+                                   (isinstance(videos, list) and all(isinstance(v, str) and v for v in videos))):
+        raise InputError(source, f"eval.drive_video={videos!r} must be a video path or a list of them")
     if cfg.run.name:
         check_name("run.name", cfg.run.name, source)
     if cfg.run.group:

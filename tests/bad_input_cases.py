@@ -439,6 +439,76 @@ def _(ws, fx):
     return ["compare", str(ws / "runs"), "--out", str(ws / "cmp.md")], "not a directory", "cmp.md"
 
 
+# --- issue 19 / 16: sweep plans
+# A sweep plan is counted, then every run checked (fit's loader and validator, names, SFP sequences)
+# before a plan file or a run folder exists: exit 2, one line naming the spec (or the key), nothing
+# written. The `fit` cases: the same SFP rules refuse a single run before it reads its data.
+def sweep_spec(ws: Path, text: str) -> Path:
+    (ws / "in").mkdir()
+    (ws / "in" / "spec.yaml").write_text(text)
+    return ws / "in" / "spec.yaml"
+
+
+def sweep_argv(ws: Path, spec: Path, *extra: str, launcher: str = "local") -> list[str]:
+    return ["sweep", str(spec), f"data.root={ws / 'ident'}", f"run.dir={ws / 'runs'}", *extra,
+            *(["--dry-run"] if launcher == "dry-run" else ["--launcher", launcher])]
+
+
+@case("sweep-grid-over-max-runs", notes="was: 4 axes x 100 values: no output, 3.3 GB within a minute")
+def _(ws, fx):
+    axes = "".join(f"  loss.{k}: {{values: {[i / 1000 for i in range(100)]}}}\n" for k in ("dssim", "l1", "alpha", "lpips"))
+    spec = sweep_spec(ws, "name: big\nmethod: grid\nparameters:\n" + axes)
+    return sweep_argv(ws, spec, launcher="dry-run"), "100000000 runs", "spec.yaml"
+
+
+@case("sweep-unknown-parameter-key", notes="was: dry run exit 0, every run refused later on SLURM")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: s\nmethod: grid\nparameters:\n  loss.nope: {values: [0.0, 0.2]}\n")
+    return sweep_argv(ws, spec, launcher="dry-run"), "unknown config key loss.nope", "spec.yaml"
+
+
+@case("sweep-unknown-override", notes="was: dry run exit 0")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: s\nmethod: grid\nparameters:\n  loss.dssim: {values: [0.0, 0.2]}\n")
+    return sweep_argv(ws, spec, "loss.bogus=1"), "unknown config key loss.bogus", "spec.yaml"
+
+
+@case("sweep-name-escapes", notes="was: dry run exit 0; the plan file went to RUN_DIR/sweeps/../../evil.json")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: ../../evil\nmethod: grid\nparameters:\n  loss.dssim: {values: [0.0, 0.2]}\n")
+    return sweep_argv(ws, spec), "must be one name", "spec.yaml"
+
+
+@case("sweep-sfp-share-the-cycle-cannot-hold", notes="was: p_measured=0.25 at period 2 trained predicted-only")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: s\nmethod: grid\nparameters:\n  sfp.p_measured: {values: [0.5, 0.25]}\n")
+    return sweep_argv(ws, spec), "sfp.p_measured=0.25 with sfp.period=2", "spec.yaml"
+
+
+@case("sweep-sfp-period-under-random", notes="was: runs differing only in an unread period")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: s\nmethod: grid\nparameters:\n  sfp.schedule: {value: random}\n"
+                          "  sfp.period: {values: [2, 4]}\n")
+    return sweep_argv(ws, spec), "sfp.period=4 with sfp.schedule=random", "spec.yaml"
+
+
+@case("sweep-two-runs-train-the-same", notes="alternate never reads sfp.seed: one run under two names")
+def _(ws, fx):
+    spec = sweep_spec(ws, "name: s\nmethod: grid\nparameters:\n  sfp.seed: {values: [0, 1]}\n")
+    return sweep_argv(ws, spec), "train the same thing", "spec.yaml"
+
+
+@case("fit-sfp-share-the-cycle-cannot-hold", notes="was: trains predicted-only while saying 0.25")
+def _(ws, fx):
+    return fit_argv(fx, ws, "sfp.p_measured=0.25", root=ws / "ident"), "not whole", "sfp.p_measured=0.25"
+
+
+@case("fit-sfp-period-under-random")
+def _(ws, fx):
+    return fit_argv(fx, ws, "sfp.schedule=random", "sfp.period=4", root=ws / "ident"), "only the alternate", \
+        "sfp.period=4"
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every path under root with its size and modification time (what 'nothing changed' means)."""
     out = {}

@@ -41,3 +41,120 @@ def test_bad_settings_are_refused():
     for bad in (dict(schedule="sometimes"), dict(p_measured=1.5), dict(period=0)):
         with pytest.raises(ValueError):
             SFPSchedule(SFPConfig(**bad))
+
+
+# ------------------------------------------------------------------ configs that mean what they say
+from dataclasses import replace  # noqa: E402
+
+from hm_talker.errors import InputError  # noqa: E402
+from hm_talker.config import sfp as sfp_mod  # noqa: E402
+
+
+def _load(*overrides):
+    from hm_talker.config.fit import load_config
+
+    return load_config(None, ["data.root=ident", *overrides])
+
+
+@pytest.mark.parametrize("p,period,trained", [(0.25, 2, 0.0), (0.75, 2, 1.0), (0.3, 4, 0.25), (0.5, 3, 2 / 3)])
+def test_alternate_refuses_a_share_its_period_cannot_hold(p, period, trained):
+    """round() halves to even: p=0.25 at period 2 trained predicted-only, 0.75 measured-only. Such a
+    config is refused at validation (so by `fit` before training), one line naming both values."""
+    # what the schedule would have trained (the mislabel this rule stops)
+    assert SFPSchedule(SFPConfig(p_measured=p, period=period)).share_measured(0, 12 * period) == pytest.approx(trained)
+    with pytest.raises(InputError) as e:
+        _load(f"sfp.p_measured={p}", f"sfp.period={period}")
+    msg = str(e.value)
+    assert "\n" not in msg and f"sfp.p_measured={p:g}" in msg and f"sfp.period={period}" in msg
+    assert f"{round(p * period)} of {period} steps measured" in msg
+
+
+@pytest.mark.parametrize("p,period", [(0.0, 2), (0.5, 2), (1.0, 2), (0.25, 4), (0.75, 4), (0.3, 10), (0.375, 8)])
+def test_alternate_accepts_whole_steps_per_cycle(p, period):
+    cfg = _load(f"sfp.p_measured={p}", f"sfp.period={period}")  # 0.3 x 10 = 3.0000000000000004: float error only
+    s = SFPSchedule(SFPConfig(p_measured=cfg.sfp.p_measured, period=cfg.sfp.period))
+    assert s.share_measured(0, 10 * period) == pytest.approx(p)  # the share it says is the share it trains
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["sfp.schedule=random", "sfp.period=4"], "sfp.period=4 with sfp.schedule=random"),
+    (["sfp.schedule=curriculum", "sfp.period=8"], "sfp.period=8 with sfp.schedule=curriculum"),
+    (["sfp.schedule=alternate", "sfp.curriculum_steps=500"], "sfp.curriculum_steps=500 with sfp.schedule=alternate"),
+    (["sfp.schedule=random", "sfp.curriculum_steps=500"], "sfp.curriculum_steps=500 with sfp.schedule=random"),
+])
+def test_a_field_the_schedule_does_not_read_is_refused(overrides, key):
+    with pytest.raises(InputError) as e:
+        _load(*overrides)
+    assert key in str(e.value) and "only the" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fields_of_the_chosen_schedule_and_defaults_pass():
+    _load("sfp.schedule=random", "sfp.p_measured=0.25", "sfp.period=2")  # period at its default: not set
+    _load("sfp.schedule=curriculum", "sfp.p_measured=0.25", "sfp.curriculum_steps=500")
+    _load("sfp.enabled=false")
+
+
+SEQUENCE_STEPS = 3000  # the full model's trainer.max_steps: the sequences compared over a whole run
+
+
+def _sequence(cfg: SFPConfig, run_seed: int) -> tuple:
+    s = SFPSchedule(replace(cfg, seed=cfg.seed + run_seed))  # as HMMMModule builds it
+    return tuple(s.source(t) == MEASURED for t in range(SEQUENCE_STEPS))
+
+
+def test_effective_key_is_equal_exactly_when_the_sequences_are():
+    """The canonical key `hm-talker sweep` compares: equal for configs that train the same sources at every
+    step (fields the schedule ignores, the measured-/predicted-only corners), different otherwise."""
+    cases = [
+        (SFPConfig(enabled=False), 0), (SFPConfig(enabled=False, schedule="random", p_measured=0.1), 3),
+        (SFPConfig(p_measured=1.0), 0), (SFPConfig(schedule="random", p_measured=1.0, seed=5), 0),
+        (SFPConfig(schedule="curriculum", p_measured=1.0), 0),
+        (SFPConfig(p_measured=0.0), 0), (SFPConfig(schedule="random", p_measured=0.0), 1),
+        (SFPConfig(p_measured=0.5, period=2), 0), (SFPConfig(p_measured=0.5, period=2, seed=9), 4),
+        (SFPConfig(p_measured=0.5, period=4), 0), (SFPConfig(p_measured=0.25, period=4), 0),
+        (SFPConfig(schedule="random", p_measured=0.5), 0), (SFPConfig(schedule="random", p_measured=0.5, period=8), 0),
+        (SFPConfig(schedule="random", p_measured=0.5, seed=1), 0), (SFPConfig(schedule="random", p_measured=0.5), 1),
+        (SFPConfig(schedule="random", p_measured=0.25), 0),
+        (SFPConfig(schedule="curriculum", p_measured=0.5), 0), (SFPConfig(schedule="curriculum", p_measured=0.5,
+                                                                          curriculum_steps=500), 0),
+        (SFPConfig(schedule="curriculum", p_measured=0.0), 0),
+    ]
+    seqs = [_sequence(c, s) for c, s in cases]
+    keys = [sfp_mod.effective_key(c, s) for c, s in cases]
+    for i in range(len(cases)):
+        for j in range(i + 1, len(cases)):
+            assert (keys[i] == keys[j]) == (seqs[i] == seqs[j]), (cases[i], cases[j])
+    assert len(set(keys)) == 11  # 19 configs, 11 sequences (sfp.seed=1 at seed 0 draws as sfp.seed=0 at seed 1)
+    # the same sequence with another weight on its predicted steps trains something else
+    assert sfp_mod.effective_key(SFPConfig(predicted_lip_motion=0.5), 0) != sfp_mod.effective_key(SFPConfig(), 0)
+    assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_lip_motion=0.5), 0) == ("measured-only",)
+
+
+@pytest.mark.parametrize("cfg,text,literal", [
+    (SFPConfig(p_measured=0.25, period=4), "measured=0.25 (alternate: 1 of 4 steps)", 0.25),
+    (SFPConfig(p_measured=0.5, period=2), "measured=0.50 (alternate: 1 of 2 steps)", 0.5),
+    (SFPConfig(enabled=False), "measured=1.00 (SFP off: measured only)", 1.0),
+    (SFPConfig(p_measured=0.0), "measured=0.00 (predicted only)", 0.0),
+    (SFPConfig(schedule="random", p_measured=0.75), "measured~0.75 (random, expected)", 0.75),
+    # ramp 1 -> 0.25 over 1000 steps (mean 0.62525), then 0.25 for 2000: 0.375 over 3000 steps
+    (SFPConfig(schedule="curriculum", p_measured=0.25), "measured~0.38 (curriculum 1 -> 0.25 over 1000 steps, "
+                                                       "expected over 3000)", 0.375),
+])
+def test_described_share_is_the_share_the_schedule_trains(cfg, text, literal):
+    assert sfp_mod.describe(cfg, SEQUENCE_STEPS) == text
+    value, exact = sfp_mod.share(cfg, SEQUENCE_STEPS)
+    s = SFPSchedule(cfg)
+    expected = sum(s.p_measured(t) for t in range(SEQUENCE_STEPS)) / SEQUENCE_STEPS if cfg.enabled else 1.0
+    if exact:
+        assert s.share_measured(0, SEQUENCE_STEPS) == value == literal
+    else:
+        assert value == pytest.approx(expected, abs=2e-4) and value == pytest.approx(literal, abs=2e-4)
+        # 3000 Bernoulli draws: std <= 0.0092, 0.04 is over 4 sigma
+        assert abs(s.share_measured(0, SEQUENCE_STEPS) - value) < 0.04
+
+
+def test_labels_name_what_is_trained():
+    assert [sfp_mod.label(c) for c in (SFPConfig(p_measured=0.25, period=4), SFPConfig(schedule="random", p_measured=0.5),
+                                       SFPConfig(schedule="curriculum", p_measured=0.75), SFPConfig(enabled=False),
+                                       SFPConfig(schedule="random", p_measured=0.0))] == \
+        ["alt-m0.25-p4", "rand-m0.5", "curr-m0.75-c1000", "measured-only", "predicted-only"]

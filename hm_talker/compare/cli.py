@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hm_talker.compare.write import compare_records, compare_runs
+from hm_talker.compare.records import find_run_dirs, load_summary
+from hm_talker.compare.write import compare_records
 from hm_talker.errors import InputError
 
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", help="with --wandb-project: only this group")
     parser.add_argument("--sweep", help="one row per configuration of this `hm-talker sweep` (offline)")
     parser.add_argument("--runs", default="runs", help="with --sweep: the sweep's run.dir (default runs)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the comparison (a table, a bar chart per metric with the seed spread) into "
+                             "W&B, in the sweep's group (offline unless logged in)")
     args = parser.parse_args(argv)
     from hm_talker.safe_output import output_dir
 
@@ -29,13 +33,20 @@ def main(argv: list[str] | None = None) -> int:
         with output_dir(args.out, "compare"):  # OUT: new, empty or ours; nothing left on failure
             if args.sweep:
                 from hm_talker.compare.sweep import compare_sweep
-                compare_sweep(args.sweep, args.runs, args.out, args.metrics)
+                table, records = compare_sweep(args.sweep, args.runs, args.out, args.metrics)
+                group = args.sweep
             elif args.wandb_project:
                 from hm_talker.compare.wandb_runs import load_wandb_runs
                 records = load_wandb_runs(args.wandb_project, args.group, args.wandb_entity)
-                compare_records(records, args.out, args.metrics)
+                table, group = compare_records(records, args.out, args.metrics), args.group or "comparison"
             else:
-                compare_runs(args.run_dirs, args.out, args.metrics)
+                records = [load_summary(d) for d in find_run_dirs(args.run_dirs)]
+                table = compare_records(records, args.out, args.metrics)
+                groups = {r.group for r in records}
+                group = groups.pop() if len(groups) == 1 else "comparison"
+            if args.wandb:
+                from hm_talker.compare.wandb_log import log_comparison
+                print(f"W&B: comparison logged in group {group} ({log_comparison(table, records, group, args.out)})")
     except (InputError, RuntimeError) as exc:  # errors on stderr, as every other command
         print(f"hm-talker: error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import os
 import re
 from pathlib import Path
 
-from hm_talker.compare.table import METRIC_DIRECTIONS, ComparisonTable, direction_arrow
+from hm_talker.compare.table import ComparisonTable, direction_arrow, metric_direction
 
 def metric_file_name(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric).strip("_") or "metric"
@@ -39,7 +39,7 @@ def plot_metric(table: ComparisonTable, metric: str, path: str | os.PathLike) ->
             bars[groups.index(best)].set_color("#DD8452")
         ax.set_xticks(x)
         ax.set_xticklabels(groups, rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
-        title = metric + (f" ({direction_arrow(metric)} better)" if metric in METRIC_DIRECTIONS else "")
+        title = metric + (f" ({direction_arrow(metric)} better)" if metric_direction(metric) is not None else "")
         ax.set_title(title)
         ax.set_ylabel("mean ± std over seeds")
         ax.grid(axis="y", alpha=0.3)

@@ -58,7 +58,7 @@ def best_configuration(table, metric: dict | None) -> str | None:
 
 
 def compare_sweep(name: str, run_root: str | Path, out: str | Path, metrics=None):
-    """Write the comparison of the sweep's configurations into `out`; returns the table."""
+    """Write the comparison of the sweep's configurations into `out`; returns the table and the records."""
     from hm_talker.compare.write import compare_records
 
     records, counts, metric = sweep_records(name, run_root)
@@ -72,4 +72,4 @@ def compare_sweep(name: str, run_root: str | Path, out: str | Path, metrics=None
         print(line)
         with open(Path(out) / "comparison.md", "a") as f:
             f.write(f"\n{line}\n")
-    return table
+    return table, records

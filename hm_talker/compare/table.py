@@ -23,15 +23,37 @@ METRIC_TARGETS = {"mouth_amp": 1.0, "mouth_jitter": 1.0}  # ratios to the real m
 _KNOWN_ORDER = ["psnr_face", "ssim_face", "lpips_face", "mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp",
                 "mouth_jitter", "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset",
                 "psnr", "ssim", "lpips", "mouth_open_mean", "mouth_open_std", "mouth_open_jitter"]
+# a fit's validation keys (hm_talker/evaluation/validation.py): lip sync first, as SFP sweeps rank by it
+_VAL_ORDER = ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp", "val/mouth_jitter",
+              "val/cross_mouth_r", "val/cross_mouth_amp", "val/cross_mouth_jitter", "val/lmd",
+              "val/cross_mouth_r_deaf", "val/cross_mouth_amp_deaf", "val/cross_mouth_jitter_deaf", "psnr_val"]
 _NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
 _ARROW = {1: "↑", -1: "↓"}
 
 
+def base_metric(metric: str) -> str:
+    """The metric a key measures: val/cross_mouth_r, val/cross/REF/mouth_r and val/mouth_r are mouth_r;
+    psnr_val is psnr; a deaf control's key keeps its suffix (it has no better direction)."""
+    if metric == "psnr_val":
+        return "psnr"
+    name = metric.split("/")[-1]
+    return name[len("cross_"):] if name.startswith("cross_") else name
+
+
+def metric_direction(metric: str) -> int | None:
+    """+1 higher is better, -1 lower, 0 closest to its target, None unknown (see METRIC_DIRECTIONS)."""
+    return METRIC_DIRECTIONS.get(base_metric(metric))
+
+
+def metric_target(metric: str) -> float:
+    return METRIC_TARGETS.get(base_metric(metric), 0.0)
+
+
 def direction_arrow(metric: str) -> str:
-    direction = METRIC_DIRECTIONS.get(metric)
+    direction = metric_direction(metric)
     if direction is None:
         return ""
-    return _ARROW.get(direction) or f"→{METRIC_TARGETS.get(metric, 0):g}"
+    return _ARROW.get(direction) or f"→{metric_target(metric):g}"
 
 
 def row_label(group: str, protocol: str) -> str:
@@ -61,7 +83,7 @@ class ComparisonTable:
     def best_group(self, metric: str, protocol: str | None = None) -> str | None:
         """Row with the best mean for a metric of known direction among the rows of one protocol
         (default: the protocol of the rows, when they all share one), else None."""
-        direction = METRIC_DIRECTIONS.get(metric)
+        direction = metric_direction(metric)
         rows = self.groups
         if protocol is None and len({self.protocols.get(g, "") for g in rows}) > 1:
             return None
@@ -70,7 +92,7 @@ class ComparisonTable:
         cands = [(g, self.stats[g][metric].mean) for g in rows if self.stats[g][metric].mean is not None]
         if direction is None or len(cands) < 2:
             return None
-        target = METRIC_TARGETS.get(metric, 0.0)
+        target = metric_target(metric)
         key = (lambda gv: abs(gv[1] - target)) if direction == 0 else (lambda gv: -direction * gv[1])
         return min(cands, key=key)[0]
 
@@ -145,7 +167,8 @@ def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None
     groups: list[str] = list(dict.fromkeys(label[id(r)] for r in records))
     if metrics is None:
         names = {k for r in records for k in r.metrics if k not in _NOT_METRICS}
-        metrics = [m for m in _KNOWN_ORDER if m in names] + sorted(names - set(_KNOWN_ORDER))
+        known = _VAL_ORDER + _KNOWN_ORDER
+        metrics = [m for m in known if m in names] + sorted(names - set(known))
     stats: dict[str, dict[str, MetricStats]] = {}
     for g in groups:
         members = [r for r in records if label[id(r)] == g]

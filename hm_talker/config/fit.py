@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from hm_talker.config.cmmm import CMMMConfig
+from hm_talker.config.sfp import SFPConfig
 from hm_talker.errors import InputError
 from hm_talker.model.config import HMMMConfig, ModelConfig
 
@@ -108,17 +110,6 @@ class ScheduleConfig:
 
 
 @dataclass
-class SFPConfig:
-    enabled: bool = True  # pair with both sources; false: measured AUs only in training (the no-SFP ablation)
-    schedule: str = "alternate"  # alternate (fixed cycles), random (Bernoulli per step) or curriculum (p falls from 1)
-    p_measured: float = 0.5  # share of steps on measured AUs (alternate: per cycle; random; curriculum: final value)
-    period: int = 2  # alternate: cycle length in steps, the first round(p_measured * period) of them measured
-    curriculum_steps: int = 1000  # curriculum: steps over which p(measured) falls linearly from 1 to p_measured
-    seed: int = 0  # random / curriculum draws: hash of (seed, step)
-    predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
-
-
-@dataclass
 class TrainerConfig:
     max_steps: int = 3000  # optimisation steps
     devices: int = 1  # devices (GPUs or CPU processes)
@@ -130,6 +121,16 @@ class TrainerConfig:
     checkpoint_every: int = 500  # write checkpoints/last.ckpt every this many steps (and at the end)
     limit_val_batches: int = -1  # validation batches per check (-1 = all)
     progress_every: int = 100  # when stdout is not a terminal: a progress line every this many steps (a terminal gets a live line)
+
+
+@dataclass
+class EvalConfig:
+    """Lip sync measured in every validation of a fit, as `hm-talker evaluate` measures it (val/... keys,
+    hm_talker/evaluation/validation.py)."""
+    lip_sync: bool = True  # render the held-out frames driven by audio only and score them: val/mouth_r, val/mouth_amp, ...
+    drive_video: Any = None  # a real video of another person speaking, or a list: its sound drives the model, its mouth is the reference (val/cross_*)
+    cross_seconds: float = 20.0  # at most this many seconds of each drive_video per validation (0: all of it)
+    deaf_control: bool = False  # also drive with every audio input silenced (val/cross_*_deaf): the chance level of each reference
 
 
 @dataclass
@@ -154,6 +155,7 @@ class FitConfig:
     sfp: SFPConfig = field(default_factory=SFPConfig)  # stochastic feature pairing: explicit source per step
     cmmm: CMMMConfig = field(default_factory=CMMMConfig)  # audio -> AUs: stage-1 checkpoint, freezing, losses
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)  # lip sync in every validation
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0  # seeds torch / numpy / python RNGs and the data order
 

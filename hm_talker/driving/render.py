@@ -25,9 +25,10 @@ def ping_pong(k: int, n: int) -> int:
     return p if p < n else 2 * (n - 1) - p
 
 
-def frame_batch(model, samples: list[dict], windows: Windows, frames, speaker=None) -> dict:
+def frame_batch(model, samples: list[dict], windows: Windows, frames, speaker=None, silent: bool = False) -> dict:
     """One render batch on the model's device: the clip frames' REPLAYED members and the audio inputs
-    of `frames` (their windows); `speaker`: the driving speech's SpeakerStats (None: the identity's)."""
+    of `frames` (their windows); `speaker`: the driving speech's SpeakerStats (None: the identity's);
+    `silent`: the model hears none of them (a deaf control)."""
     import torch
 
     batch = {key: torch.stack([s[key] for s in samples]) for key in REPLAYED}
@@ -36,6 +37,8 @@ def frame_batch(model, samples: list[dict], windows: Windows, frames, speaker=No
     batch = {k: v.to(device) for k, v in batch.items()}
     if speaker is not None:
         batch["speaker"] = speaker
+    if silent:
+        batch["silent"] = True
     return batch
 
 
@@ -61,7 +64,7 @@ def render(model, batch: dict, timer: RenderTimer | None = None) -> np.ndarray:
 
 
 def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, batch_size: int = 4,
-                  timer: RenderTimer | None = None) -> Iterator[np.ndarray]:
+                  timer: RenderTimer | None = None, silent: bool = False) -> Iterator[np.ndarray]:
     """Yield uint8 [b, H, W, 3] chunks of the frames that `windows` (a driving speech) drives, head pose,
     eyes and background replayed from the training clip forwards then backwards (no jump at the seam)."""
     import torch
@@ -73,7 +76,7 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
         for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False):
             ks = list(range(k0, min(n, k0 + batch_size)))
             samples = [clip[ping_pong(k, clip.num_frames)] for k in ks]
-            yield render(model, frame_batch(model, samples, windows, ks, speaker), timer)
+            yield render(model, frame_batch(model, samples, windows, ks, speaker, silent), timer)
 
 
 def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8):
@@ -98,9 +101,10 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
 
 
 def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_size: int = 4,
-          audio_model: str | None = None, ckpt=None) -> dict:
+          audio_model: str | None = None, ckpt=None, silent: bool = False) -> dict:
     """Render `out_path` (mp4 with the sound) from a loaded model driven by `audio` (float32 mono at the
-    identity's rate); returns frames, seconds, render-only and end-to-end frames/s, render settings."""
+    identity's rate); returns frames, seconds, render-only and end-to-end frames/s, render settings.
+    `silent`: the model hears none of it (a deaf control; the video still carries the sound)."""
     from hm_talker.driving.speech import speaker_stats, speech_windows
     from hm_talker.video_writer import VideoWriter
 
@@ -112,7 +116,7 @@ def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_
     timer = RenderTimer()
     sound = np.pad(audio, (0, n * (sr // fps) - len(audio)))  # sound exactly as long as the video
     with VideoWriter(Path(out_path), size, size, fps, sound, sr) as video:
-        for chunk in render_driven(model, root, manifest, windows, speaker, batch_size, timer):
+        for chunk in render_driven(model, root, manifest, windows, speaker, batch_size, timer, silent):
             video.write(chunk)
     total_s = time.perf_counter() - start
     return {"video": str(out_path), "frames": n, "fps": fps, "seconds": n / fps, "render_fps": timer.fps,

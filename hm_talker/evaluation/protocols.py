@@ -12,6 +12,8 @@ The driven videos are written to OUT/driven.mp4 as they render and scored from t
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,35 +49,61 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None) -> dict
     return metrics
 
 
-def reference_video(ref_path, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(sound at ``sample_rate``, face-mesh landmarks ``[T, 478, 3]`` at 25 fps) of a reference video.
+@dataclass
+class Reference:
+    """A real video of someone speaking, as a lip-sync reference: its sound drives a model, its mouth is
+    what the generated mouth is compared with."""
 
-    One-line :class:`InputError` when it has no sound track or no face in any frame.
-    """
+    path: Path
+    audio: np.ndarray  # [S] float32 mono at the identity's sample rate
+    landmarks: np.ndarray  # [T, 478, 3] face mesh at 25 fps, NaN without a face
+
+    @property
+    def name(self) -> str:  # for file names and metric keys: letters, digits, '.', '_' and '-' only
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.path.stem) or "reference"
+
+
+def reference_video(ref_path, sample_rate: int, seconds: float | None = None) -> Reference:
+    """A reference video's sound at ``sample_rate`` and face mesh at 25 fps (its first ``seconds`` only,
+    when given). One-line :class:`InputError` when it is unreadable, has no sound track or no face."""
+    from hm_talker.data.clips import EVAL_FPS
     from hm_talker.preprocess.media import audio_from_video, probe_video
 
+    ref_path = Path(ref_path)
     if not probe_video(ref_path).has_audio:
         raise InputError(ref_path, "has no sound track: --drive-video needs a video of someone speaking, with sound")
     audio = audio_from_video(ref_path, sample_rate)
-    landmarks = video_landmarks(ref_path)
+    if seconds is None:
+        landmarks = video_landmarks(ref_path)
+    else:
+        clip = open_clip(ref_path)
+        landmarks = clip_landmarks(clip, min(clip.num_frames, max(1, round(seconds * EVAL_FPS))))
+        audio = audio[:round(seconds * sample_rate)]
     if np.isnan(landmarks[:, 0, 0]).all():
         raise InputError(ref_path, "no face found in any frame: the reference mouth cannot be measured")
-    return audio, landmarks
+    return Reference(ref_path, audio, landmarks)
 
 
 def cross_video(model, root: Path, manifest: dict, ref_path, out_dir, syncnet_weights=None, ckpt=None) -> dict:
     """Drive a loaded model with REF's sound (OUT/driven.mp4) and score its mouth against REF's mouth."""
-    from hm_talker.driving.render import drive
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ref = reference_video(ref_path, manifest["sample_rate"])
+    return cross_reference(model, root, manifest, ref, out / "driven.mp4", syncnet_weights, ckpt)
+
+
+def cross_reference(model, root: Path, manifest: dict, ref: Reference, video, syncnet_weights=None, ckpt=None,
+                    silent: bool = False) -> dict:
+    """Drive the model with a reference's sound into `video` (mp4) and score the generated mouth, read back
+    from it chunk by chunk, against the reference's mouth. `silent`: every audio input zeroed (a deaf control)."""
+    from hm_talker.driving.render import drive
+
     sr = manifest["sample_rate"]
-    audio, ref_landmarks = reference_video(ref_path, sr)
-    report = drive(model, root, manifest, audio, out / "driven.mp4", ckpt=ckpt)
-    metrics, pred_landmarks = score_generated(  # the driven video, read back chunk by chunk
-        open_clip(out / "driven.mp4").chunks(CHUNK_FRAMES, report["frames"]), audio, sr, syncnet_weights,
+    report = drive(model, root, manifest, ref.audio, video, ckpt=ckpt, silent=silent)
+    metrics, pred_landmarks = score_generated(
+        open_clip(video).chunks(CHUNK_FRAMES, report["frames"]), ref.audio, sr, syncnet_weights,
         "another person's video is the reference: only the mouth metrics and Sync apply")
-    score_mouth_against(metrics, pred_landmarks, ref_landmarks)
+    score_mouth_against(metrics, pred_landmarks, ref.landmarks)
     metrics["driven"] = report  # the driven video: path, frames, render frames/s
     return metrics
 

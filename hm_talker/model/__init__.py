@@ -1,27 +1,3 @@
-"""Deformation field (face + inside-mouth branches), tri-plane hash encoding and audio condition."""
-
-from hm_talker.model.audio_encoder import AudioEncoder
-from hm_talker.model.config import (
-    AudioEncoderConfig,
-    DeformationConfig,
-    FaceDeformationConfig,
-    HashGridConfig,
-    MouthDeformationConfig,
-)
-from hm_talker.model.deformation import DeformationOutput, FaceDeformation, MouthDeformation, apply_deformation
-from hm_talker.model.hash_grid import HashGrid2D, TriPlaneHashEncoding
-
-__all__ = [
-    "AudioEncoder",
-    "AudioEncoderConfig",
-    "DeformationConfig",
-    "DeformationOutput",
-    "FaceDeformation",
-    "FaceDeformationConfig",
-    "HashGrid2D",
-    "HashGridConfig",
-    "MouthDeformation",
-    "MouthDeformationConfig",
-    "TriPlaneHashEncoding",
-    "apply_deformation",
-]
+"""Networks only, no Lightning: the whole model (talking_head.py), CMMM (cmmm.py), HMMM's gated fusion
+(fusion.py), the Gaussian head (head.py), the deformation field (deformation.py, hash_grid.py), the audio
+encoder (audio_encoder.py), the one MLP builder (layers.py) and their configs (config.py)."""

@@ -47,6 +47,7 @@ class TalkingHead(nn.Module):
         if hmmm.upper_au_source not in ("frames", "predicted"):
             raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {hmmm.upper_au_source!r}")
         self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
+        self.silence_audio = model.silence_audio
         self.upper_au_idx = [AU_NAMES.index(a) for a in model.upper_aus]
         render_cfg = render_cfg or RenderConfig(backend=model.render_backend, tile_size=model.tile_size)
         self.head = GaussianHead(model.gaussians, model.deformation, hmmm, mean_shape, cfg.seed, render_cfg)
@@ -64,8 +65,13 @@ class TalkingHead(nn.Module):
         """CMMM on the audio window -> implicit feature, predicted AUs, and the explicit feature of
         `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1].
         batch["speaker"] (optional, a SpeakerStats): statistics of a driving speech that is not the
-        training identity's; they travel with the audio they describe."""
-        out = self.cmmm(batch["audio_window"], batch.get("speech_window"), batch.get("speaker"))
+        training identity's; they travel with the audio they describe. batch["silent"] (optional):
+        every audio input zeroed, as model.silence_audio does for a whole model (a deaf control)."""
+        audio, speech = batch["audio_window"], batch.get("speech_window")
+        if self.silence_audio or batch.get("silent", False):  # a deaf control: every audio input zeroed
+            audio = torch.zeros_like(audio)
+            speech = None if speech is None else torch.zeros_like(speech)
+        out = self.cmmm(audio, speech, batch.get("speaker"))
         implicit = out["implicit"] if self.mode != "explicit" else torch.zeros_like(out["implicit"])
         explicit = None
         if self.mode != "implicit":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-LAST = "last.ckpt"
+from hm_talker.training.run import LAST
 
 
 class AtomicLastCheckpoint(L.Callback):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -57,6 +58,8 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     from hm_talker.training.trainer import build_trainer
 
     adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
+    lip_sync = lip_sync_callbacks(cfg, root, manifest, run.dir)  # references read now: a bad one fails before training
+    callbacks = [*lip_sync, *(callbacks or [])]
     run.start(cfg, rank_zero_only.rank == 0)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     flat = flat_dict(cfg)
@@ -81,12 +84,32 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
         raise Interrupted(f"interrupted at step {trainer.global_step}: checkpoint saved to {run.last}")
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    for cb in lip_sync:  # the lip-sync scores as computed (the logged ones passed through float32)
+        metrics.update(cb.last)
+    metrics = {k: finite_or_none(v) for k, v in metrics.items()}
     if trainer.is_global_zero:
         run.write_summary({"name": run.name, "group": cfg.run.group, "seed": cfg.seed, "tags": list(cfg.run.tags),
                            "config": flat, "metrics": metrics, "global_step": trainer.global_step,
                            "num_gaussians": {"face": module.face.num, "mouth": module.mouth.num}})
     logger.experiment.finish() if hasattr(logger.experiment, "finish") else None
     return run.dir
+
+
+def lip_sync_callbacks(cfg: DictConfig, root: Path, manifest: dict, run_dir: Path) -> list:
+    """The lip-sync validation (eval.*): its references read and checked now, so a reference without sound
+    or face fails before any training, in one line."""
+    if not cfg.eval.lip_sync:
+        return []
+    from hm_talker.evaluation.validation import load_references
+    from hm_talker.training.lip_sync import LipSyncValidation
+
+    references = load_references(cfg.eval, manifest["sample_rate"])
+    return [LipSyncValidation(root, manifest, references, run_dir / "val", cfg.eval.deaf_control)]
+
+
+def finite_or_none(v: float) -> float | None:
+    """summary.json holds null where a metric does not apply (NaN is not JSON)."""
+    return v if math.isfinite(v) else None
 
 
 def add_parser(subparsers) -> None:

@@ -17,21 +17,24 @@ class LipSyncValidation(L.Callback):
         self.root, self.manifest, self.references = Path(root), manifest, references
         self.out_dir, self.deaf_control = Path(out_dir), deaf_control
         self.last: dict[str, float] = {}  # the scores of the latest validation
+        self.last_step = -1  # its global step
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        scores = None
-        if trainer.is_global_zero:
+        fresh = trainer.global_step != self.last_step  # fit's final validation repeats the last step's
+        scores = None if fresh else self.last
+        if fresh and trainer.is_global_zero:
             from hm_talker.evaluation.validation import validation_scores
 
             scores = validation_scores(pl_module, self.root, self.manifest, self.references, self.out_dir,
                                        trainer.global_step, self.deaf_control)
-        scores = trainer.strategy.broadcast(scores, src=0)
-        self.last = scores
+        if fresh:
+            scores = trainer.strategy.broadcast(scores, src=0)
+        self.last, self.last_step = scores, trainer.global_step
         for key, value in scores.items():
             pl_module.log(key, value, sync_dist=False)  # equal on every rank: no reduction needed
-        if trainer.is_global_zero:
+        if fresh and trainer.is_global_zero:
             self._log_videos(trainer)
 
     def _log_videos(self, trainer) -> None:

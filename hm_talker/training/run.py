@@ -13,7 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hm_talker.errors import InputError
-from hm_talker.training.checkpointing import LAST
+
+LAST = "last.ckpt"  # RUN_DIR/checkpoints/LAST: the one checkpoint of a run (training/checkpointing.py)
 
 
 @dataclass

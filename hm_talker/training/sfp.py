@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from hm_talker.config.fit import SFPConfig
+from hm_talker.config.sfp import SFPConfig
 from hm_talker.constants import MEASURED, PREDICTED
 
 SCHEDULES = ("alternate", "random", "curriculum")
