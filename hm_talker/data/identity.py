@@ -110,3 +110,34 @@ class IdentityFrames:
         except Exception as exc:  # fit skips such samples; a video frame cannot be skipped
             raise InputError(self.root / name, f"corrupt sample {i:06d} ({type(exc).__name__}: {exc}); "
                                                "re-run hm-talker preprocess") from None
+
+
+def check_training_frames(root: Path, manifest: dict, per_shard: int = 2) -> None:
+    """Decode the first `per_shard` samples of every train shard: when none of them decodes, the identity
+    cannot train (an InputError now, before CMMM's stage 1 spends minutes). A few corrupt samples are
+    the loader's to skip and count; this only refuses shards that are corrupt throughout."""
+    import itertools
+    import tarfile
+
+    from hm_talker.data.samples import decode_sample
+
+    root = Path(root)
+    last = ""
+    for s in manifest["shards"]["train"]:
+        try:
+            with tarfile.open(root / s["name"], "r") as tar:
+                samples: dict[str, dict] = {}
+                for m in itertools.islice((m for m in tar if m.isfile()), 64):
+                    key, ext = m.name.split(".", 1)
+                    samples.setdefault(key, {"__key__": key})[ext] = tar.extractfile(m).read()
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            last = f"{s['name']}: {type(exc).__name__}"
+            continue
+        for sample in list(samples.values())[:per_shard]:
+            try:
+                decode_sample(sample)
+                return
+            except Exception as exc:  # noqa: BLE001 (any undecodable member: this sample is corrupt)
+                last = f"{s['name']}:{sample['__key__']}: {exc}"
+    raise InputError(root, f"no training frame decodes: the first {per_shard} samples of every train shard are "
+                           f"corrupt (last corrupt sample {last}); re-run hm-talker preprocess")

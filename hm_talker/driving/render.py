@@ -73,7 +73,8 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
     clip = IdentityFrames(root, manifest)
     n = len(windows)
     with torch.no_grad():
-        for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False):
+        # disable=None: no bar where stderr is not a terminal (log files, validation inside SLURM jobs)
+        for k0 in tqdm(range(0, n, batch_size), desc="render", unit="batch", leave=False, disable=None):
             ks = list(range(k0, min(n, k0 + batch_size)))
             samples = [clip[ping_pong(k, clip.num_frames)] for k in ks]
             yield render(model, frame_batch(model, samples, windows, ks, speaker, silent), timer)

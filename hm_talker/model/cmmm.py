@@ -99,6 +99,12 @@ class CMMM(nn.Module):
             return (audio_window - self.audio_mean) / self.audio_std
         return (audio_window - speaker.audio_mean) / speaker.audio_std
 
+    def uninformative(self, audio_window: Tensor, speaker: SpeakerStats | None = None) -> Tensor:
+        """An audio window of the same shape that says nothing: every row at the speaker's band mean (0 after
+        the normalisation). Zeros would be far outside the features' range (log-mel of silence is -11.5)."""
+        mean = self.audio_mean if speaker is None or speaker.audio_mean is None else speaker.audio_mean
+        return mean.expand_as(audio_window).clone()
+
     def forward(self, audio_window: Tensor, speech_window: Tensor | None = None,
                 speaker: SpeakerStats | None = None) -> dict[str, Tensor]:
         """audio [B, W, k, D], speech [B, Ws, k, 2] -> {'implicit': [B, C], 'aus': [B, 17] in [0, 5]

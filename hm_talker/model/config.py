@@ -145,4 +145,4 @@ class ModelConfig:
     upper_aus: list[str] = field(default_factory=lambda: list(UPPER_FACE_AUS))  # AUs fed to the face branch
     render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
     tile_size: int = 16  # rasteriser tile edge in pixels
-    silence_audio: bool = False  # a deaf control: every audio input (feature and speech windows) zeroed, in training and driving
+    silence_audio: bool = False  # a deaf control: every audio input at its mean (no information), in training and driving

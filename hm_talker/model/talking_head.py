@@ -66,12 +66,13 @@ class TalkingHead(nn.Module):
         `source` ("measured": batch["aus"], "predicted": CMMM's AUs); the upper-face AUs [B, Au] in [0, 1].
         batch["speaker"] (optional, a SpeakerStats): statistics of a driving speech that is not the
         training identity's; they travel with the audio they describe. batch["silent"] (optional):
-        every audio input zeroed, as model.silence_audio does for a whole model (a deaf control)."""
-        audio, speech = batch["audio_window"], batch.get("speech_window")
-        if self.silence_audio or batch.get("silent", False):  # a deaf control: every audio input zeroed
-            audio = torch.zeros_like(audio)
-            speech = None if speech is None else torch.zeros_like(speech)
-        out = self.cmmm(audio, speech, batch.get("speaker"))
+        every audio input replaced by its mean (the speaker's average features, the speech window's 0), as
+        model.silence_audio does for a whole model: a deaf control that stays inside the inputs' range."""
+        audio, speech, speaker = batch["audio_window"], batch.get("speech_window"), batch.get("speaker")
+        if self.silence_audio or batch.get("silent", False):  # a deaf control: no audio input carries information
+            audio = self.cmmm.uninformative(audio, speaker)
+            speech = None if speech is None else torch.zeros_like(speech)  # z-scored: 0 is its mean
+        out = self.cmmm(audio, speech, speaker)
         implicit = out["implicit"] if self.mode != "explicit" else torch.zeros_like(out["implicit"])
         explicit = None
         if self.mode != "implicit":

@@ -32,11 +32,12 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
 
 def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Path:
-    from hm_talker.data.identity import load_features, load_manifest
+    from hm_talker.data.identity import check_training_frames, load_features, load_manifest
     from hm_talker.training import slurm_env
 
     root = Path(cfg.data.root)
     manifest = load_manifest(root)
+    check_training_frames(root, manifest)  # shards corrupt throughout: now, not after stage 1
     # the audio encoder's input follows the identity's features (mel, HuBERT, ...)
     k, d = manifest["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)

@@ -28,14 +28,15 @@ def _scalar(value) -> float | None:
 
 
 class ProgressLines(L.Callback):
-    """Prints `step S/N | R steps/s | loss L | psnr P dB | left H:MM:SS` (rank 0 only).
+    """Prints `step S/N | R steps/s | loss L | psnr P dB | left H:MM:SS` (rank 0 only), and the latest
+    validation's lip sync (mouth_r, cross mouth_r; stage 1: the mouth-AU r) once there is one.
 
     loss: this step's total training loss; psnr: the last logged train/psnr (face mask, dB);
     steps/s: since this process started training (a resumed run counts from its resume step).
     """
 
-    def __init__(self, every: int, stream=None, refresh_s: float = 0.5) -> None:
-        self.every, self.refresh_s = max(1, int(every)), refresh_s
+    def __init__(self, every: int, stream=None, refresh_s: float = 0.5, prefix: str = "") -> None:
+        self.every, self.refresh_s, self.prefix = max(1, int(every)), refresh_s, prefix
         self.stream = stream
         self._t0 = self._last = 0.0
         self._step0, self._width = 0, 0
@@ -58,7 +59,7 @@ class ProgressLines(L.Callback):
         step, total = trainer.global_step, trainer.max_steps
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         rate = (step - self._step0) / elapsed
-        parts = [f"step {step}/{total}", f"{rate:.2f} steps/s"]
+        parts = [f"{self.prefix}step {step}/{total}", f"{rate:.2f} steps/s"]
         metrics = trainer.callback_metrics
         loss = _scalar(outputs)
         loss = loss if loss is not None else _scalar(metrics.get("train/total"))
@@ -70,6 +71,11 @@ class ProgressLines(L.Callback):
         val = _scalar(metrics.get("psnr_val"))
         if val is not None:
             parts.append(f"val {val:.2f} dB")
+        for key, name in (("val/mouth_r", "mouth_r"), ("val/cross_mouth_r", "cross mouth_r"),
+                          ("cmmm/mouth_au_r", "mouth-AU r")):  # lip sync of the latest validation
+            v = _scalar(metrics.get(key))
+            if v is not None and v == v:
+                parts.append(f"{name} {v:.2f}")
         parts.append(f"left {_hms((total - step) / rate) if rate > 0 else '?'}")
         return " | ".join(parts)
 

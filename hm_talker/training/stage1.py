@@ -28,24 +28,28 @@ def build_net(cfg: CMMMFitConfig):
 
 
 def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: dict | None = None,
-               quiet: bool = False):
+               quiet: bool = False, progress_every: int = 100):
     """Train the CMMM of `cfg` on cfg.data.roots and save `ckpt_path`; returns (module, val metrics).
 
-    quiet: inside an identity's fit, Lightning's start-up lines of this inner Trainer are not repeated."""
+    quiet: inside an identity's fit, Lightning's start-up lines of this inner Trainer are not repeated.
+    Progress (`stage 1: step S/N | steps/s | loss | left`) goes to stdout as `fit`'s does."""
     if quiet:
         lightning_log = logging.getLogger("lightning.pytorch")
         level = lightning_log.level
         lightning_log.setLevel(logging.WARNING)
         try:
-            return train_cmmm(cfg, ckpt_path, logger, config_dict)
+            return train_cmmm(cfg, ckpt_path, logger, config_dict, progress_every=progress_every)
         finally:
             lightning_log.setLevel(level)
+    import time
+
     import lightning as L
     import numpy as np
     import torch
 
     from datamodules import FeatureWindowDataModule
     from hm_talker.training.cmmm_module import CMMMModule
+    from hm_talker.training.progress import ProgressLines
 
     for root in cfg.data.roots:
         if not (Path(root) / "features.npz").is_file():
@@ -65,10 +69,14 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         val_check_interval=None if t.val_every <= 0 else min(t.val_every, t.max_steps),
                         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=max(1, t.log_every),
+                        callbacks=[ProgressLines(progress_every, prefix="stage 1: ")],
                         default_root_dir=str(ckpt_path.parent))
+    start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = module.val_metrics()
+    log.info("CMMM stage 1: %d steps x %d frames in %.0f s on %s", t.max_steps, cfg.data.batch_size,
+             time.perf_counter() - start, ", ".join(str(r) for r in cfg.data.roots))
     ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = ckpt_path.with_name(f".{ckpt_path.name}.tmp-{os.getpid()}")
     trainer.save_checkpoint(tmp, weights_only=True)
@@ -124,7 +132,7 @@ def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
     ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else run_dir / "cmmm" / "last.ckpt"
     if not cfg.cmmm.ckpt and cfg.cmmm.pretrain_steps > 0 and not ckpt.is_file():
         log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
-        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt, quiet=True)
+        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt, quiet=True, progress_every=cfg.trainer.progress_every)
         log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     if ckpt.is_file():
         load_cmmm_weights(module.cmmm, ckpt, cfg.model.audio)
