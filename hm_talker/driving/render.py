@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hm_talker.constants import LOWER_AU_IDX
+from hm_talker.constants import LOWER_AU_IDX, MEASURED
 from hm_talker.data.identity import IdentityFrames, held_out_frames
 from hm_talker.data.windows import Windows
 from hm_talker.model.talking_head import to_uint8
@@ -53,10 +53,12 @@ class RenderTimer:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def render(model, batch: dict, timer: RenderTimer | None = None) -> np.ndarray:
-    """uint8 [B, H, W, 3] frames of a batch (the model's default: predicted AUs drive the lower face)."""
+def render(model, batch: dict, timer: RenderTimer | None = None, measured: bool = False) -> np.ndarray:
+    """uint8 [B, H, W, 3] frames of a batch: predicted AUs drive the lower face (audio only), or with
+    `measured` the AUs measured on the batch's frames (a diagnostic: the renderer's upper bound)."""
     t = time.perf_counter()
-    out = to_uint8(model.render(batch, model.deform(batch))["rgb"])  # the copy to the host waits for the GPU
+    deformed = model.deform(batch, source=MEASURED) if measured else model.deform(batch)
+    out = to_uint8(model.render(batch, deformed)["rgb"])  # the copy to the host waits for the GPU
     if timer is not None:
         timer.seconds += time.perf_counter() - t
         timer.frames += len(out)
@@ -80,12 +82,15 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
             yield render(model, frame_batch(model, samples, windows, ks, speaker, silent), timer)
 
 
-def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8):
+def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8,
+                    measured_lower_face: bool = False):
     """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices)
     over the identity's held-out frames in order, each driven by its own audio window.
 
     The model sees the held-out frames' pose, upper-face AUs and background, and no lower-face
-    measurement: their lower-face AUs are zeroed before the model sees them."""
+    measurement: their lower-face AUs are zeroed before the model sees them. With
+    `measured_lower_face` (a diagnostic, not audio-driven) the AUs measured on the held-out frames drive
+    the lower face instead: what the renderer can draw when its AU input is right."""
     import torch
 
     clip = IdentityFrames(root, manifest)
@@ -94,11 +99,12 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
         for i in range(0, len(frames), batch_size):
             ks = frames[i:i + batch_size]
             batch = frame_batch(model, [clip[k] for k in ks], windows, ks)
-            aus = batch["aus"].clone()
-            aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
-            batch["aus"] = aus
-            yield (render(model, batch), to_uint8(batch["image"]), batch["masks"][:, 0].cpu().numpy() > 0.5,
-                   np.asarray(ks))
+            if not measured_lower_face:
+                aus = batch["aus"].clone()
+                aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
+                batch["aus"] = aus
+            yield (render(model, batch, measured=measured_lower_face), to_uint8(batch["image"]),
+                   batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks))
 
 
 def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_size: int = 4,

@@ -14,14 +14,17 @@ from hm_talker.data.clips import CHUNK_FRAMES
 from hm_talker.errors import InputError
 
 
-def evaluate_self(ckpt, data, out_dir, syncnet_weights=None, device: str = "auto") -> dict:
+def evaluate_self(ckpt, data, out_dir, syncnet_weights=None, device: str = "auto",
+                  lower_face: str = "audio") -> dict:
+    """Self-driven; lower_face="measured" is the diagnostic protocol `self-measured` (not audio-driven)."""
     from hm_talker.driving.checkpoint import load_module
     from hm_talker.evaluation.protocols import self_driven
     from hm_talker.evaluation.report import write_evaluation
 
     model, root, manifest = load_module(ckpt, data, device)
-    metrics = self_driven(model, root, manifest, syncnet_weights)
-    write_evaluation(metrics, out_dir, {"ckpt": str(ckpt), "data": str(root), "protocol": "self"}, model, ckpt)
+    metrics = self_driven(model, root, manifest, syncnet_weights, measured_lower_face=lower_face == "measured")
+    protocol = "self-measured" if lower_face == "measured" else "self"
+    write_evaluation(metrics, out_dir, {"ckpt": str(ckpt), "data": str(root), "protocol": protocol}, model, ckpt)
     return metrics
 
 
@@ -75,6 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="with --ckpt: where to render (auto: CUDA when present, with the trained backend)")
+    p.add_argument("--lower-face", default="audio", choices=["audio", "measured"],
+                   help="with --ckpt --data: measured = the diagnostic protocol self-measured, NOT audio-driven: the "
+                        "AUs measured on the held-out frames drive the lower face (the renderer's upper bound)")
     p.set_defaults(func=_run)
 
 
@@ -90,8 +96,10 @@ def _evaluate(args) -> int:
 
     bound_heap_growth()  # memory must not grow with the clip's length
     given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
+    if args.lower_face != "audio" and given != {"ckpt", "data"}:
+        raise InputError(None, "--lower-face measured is a self-driven diagnostic: give --ckpt and --data")
     if given == {"ckpt", "data"}:
-        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device)
+        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device, args.lower_face)
     elif given == {"ckpt", "drive_video"}:
         m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights, args.device)
     elif given == {"ckpt", "audio"}:

@@ -26,9 +26,13 @@ from hm_talker.evaluation.scoring import (clip_landmarks, face_geometry, score_a
 SELF_BATCH = 8  # held-out frames rendered at once in the self-driven protocol
 
 
-def self_driven(model, root: Path, manifest: dict, syncnet_weights=None) -> dict:
+def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measured_lower_face: bool = False) -> dict:
     """All metrics of the identity's held-out frames rendered by a loaded model, scored batch by batch
-    as they are rendered (the model sees their pose, upper-face AUs and background, not their mouth)."""
+    as they are rendered (the model sees their pose, upper-face AUs and background, not their mouth).
+
+    measured_lower_face: the diagnostic protocol `self-measured` (NOT audio-driven): the AUs measured on
+    the held-out frames drive the lower face, so the score is the renderer's upper bound; the gap to the
+    audio-driven score is what the audio does not predict."""
     import soundfile as sf
 
     from hm_talker.driving.render import render_held_out
@@ -42,7 +46,8 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None) -> dict
         wav, _ = sf.read(wav_path, dtype="float32")
         return wav[first * per:(last + 1) * per]
 
-    chunks = render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg), SELF_BATCH)
+    chunks = render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg), SELF_BATCH,
+                             measured_lower_face)
     metrics = score_against_frames(chunks, has_audio, syncnet_weights, audio_for if has_audio else None)
     if not has_audio:
         metrics.setdefault("notes", {})["sync_c"] = "the identity has no audio.wav (preprocessed by an older version)"

@@ -21,6 +21,11 @@ PROTOCOL_NOTES = {
         "what lip sync is about. The lower face is driven by the held-out audio only: the lower-face "
         "AUs of the held-out frames are zeroed before the model sees them, so no measurement of the "
         "real mouth reaches it. Reference for the mouth metrics: the real held-out mouth."),
+    "self-measured": (
+        "DIAGNOSTIC, NOT AUDIO-DRIVEN: the held-out frames rendered with the lower face driven by the AUs "
+        "measured on those same frames (the answer), head pose, eyes and background replayed from them: what "
+        "the renderer can draw when its AU input is right, an upper bound. Compare with the self protocol "
+        "(audio only): the gap is what the audio does not predict; the rest, what the renderer cannot draw."),
     "cross-video": (
         "cross-driven with a reference video: the model is driven by the sound track of REF (any "
         "fps or sample rate; resampled to 16 kHz mono) with head pose, eyes and background replayed "

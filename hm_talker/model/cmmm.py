@@ -8,8 +8,10 @@ explicit feature; audio / AU windows -> alignment embeddings.
   (`au_input`); calibration (`calibrate`) maps the current speaker's prediction statistics onto the
   identity's measured AU statistics, since an audio-only predictor shrinks towards the mean;
 - AU encoder: 17 AUs (or the lower-face subset, zeros elsewhere) -> explicit feature [B, E];
-- alignment: the per-frame audio features of the window and the window of measured AUs are each
-  pooled to a unit embedding; their dot product scores how well the sound matches the motion.
+- alignment: the per-frame audio features of the window (weighted by the implicit feature's temporal
+  attention) and the window of measured AUs are each embedded as a unit vector; their dot product scores
+  how well the sound matches the motion. The alignment loss trains the implicit feature (frame encoder and
+  attention); the AU regression trains the AU prediction (the speech head).
 
 Networks only: the losses and the training loop live in hm_talker/training/cmmm_module.py.
 """
@@ -162,7 +164,11 @@ class CMMM(nn.Module):
         return self.au_encoder(aus / AU_MAX * self.au_mask)
 
     def audio_embedding(self, frames: Tensor) -> Tensor:  # [B, W, C] -> [B, e] unit vectors
-        return F.normalize(self.sync_audio(frames.transpose(1, 2)), dim=-1)
+        """The window's per-frame features, each weighted by the temporal attention that pools the implicit
+        feature (times W: a uniform attention leaves them as they are), embedded for the alignment loss: so
+        the alignment trains the implicit feature HMMM reads (frame encoder and attention alike)."""
+        weights = self.audio.attention(frames) * frames.shape[1]  # [B, W]
+        return F.normalize(self.sync_audio((frames * weights.unsqueeze(-1)).transpose(1, 2)), dim=-1)
 
     def visual_embedding(self, aus_window: Tensor) -> Tensor:  # [B, W, 17] -> [B, e] unit vectors
         return F.normalize(self.sync_visual((aus_window / AU_MAX).transpose(1, 2)), dim=-1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hm_talker.constants import UPPER_FACE_AUS
+from hm_talker.constants import EYE_BROW_AUS
 
 
 @dataclass
@@ -134,7 +134,7 @@ class HMMMConfig(FusionConfig):
 
     mode: str = "hybrid"  # hybrid (implicit + explicit), implicit (audio only: the baseline) or explicit (AUs only)
     explicit_aus: str = "all"  # AUs that feed the explicit feature: all 17 or the lower-face ones
-    upper_au_source: str = "frames"  # eye/brow AUs of the face branch: frames (measured on the rendered frame) or predicted
+    upper_au_source: str = "frames"  # eye/brow AUs of the face branch: frames (measured on the rendered frame), predicted, or constant (the identity's mean: a diagnostic)
 
 
 @dataclass
@@ -142,7 +142,9 @@ class ModelConfig:
     gaussians: GaussianConfig = field(default_factory=GaussianConfig)  # canonical Gaussians
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)  # audio window -> condition
     deformation: DeformationConfig = field(default_factory=DeformationConfig)  # face + mouth branches
-    upper_aus: list[str] = field(default_factory=lambda: list(UPPER_FACE_AUS))  # AUs fed to the face branch
+    upper_aus: list[str] = field(default_factory=lambda: list(EYE_BROW_AUS))  # AUs fed to the face branch for eyes and brows (not AU06 / AU09: they move with the jaw)
+    upper_au_reach: float = 0.5  # eye/brow AUs move only face Gaussians above this point from the eye line (0) to the nose tip (1): never the lips or jaw
+    upper_au_edge: float = 0.05  # width of that boundary's soft edge (head units; eye distance 1)
     render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
     tile_size: int = 16  # rasteriser tile edge in pixels
     silence_audio: bool = False  # a deaf control: every audio input at its mean (no information), in training and driving

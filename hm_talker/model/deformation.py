@@ -214,6 +214,7 @@ class FaceDeformation(_GatedField):
         condition: Tensor,  # [B, C] motion condition (the implicit audio feature)
         upper_aus: Tensor | None = None,  # [B, Au] eye/brow AUs; required iff upper_au_dim > 0
         explicit: Tensor | None = None,  # [B, C] explicit (AU) feature, fused by HMMM's gates
+        au_region: Tensor | None = None,  # [N] in [0, 1]: where the upper AUs may act (None: everywhere)
     ) -> DeformationOutput:
         self._check_condition(condition, self.condition_dim, "condition")
         spatial = self.encode(points)  # [N, D]
@@ -229,6 +230,8 @@ class FaceDeformation(_GatedField):
             if upper_aus.shape[0] != condition.shape[0]:
                 raise ValueError("condition and upper_aus must have the same batch size")
             au_gate = torch.sigmoid(self.au_gate_net(spatial))  # [N, Au]
+            if au_region is not None:
+                au_gate = au_gate * au_region.unsqueeze(1)
             gated_au = au_gate.unsqueeze(0) * upper_aus.unsqueeze(1)  # [B, N, Au]
             hidden = hidden + self.in_au(gated_au)
 

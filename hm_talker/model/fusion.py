@@ -32,7 +32,9 @@ class HybridFusion(nn.Module):
             raise ValueError(f"hmmm gate_on must be gaussian or token, not {cfg.gate_on!r}")
         self.cfg, self.dim = cfg, dim
         h = cfg.gate_hidden_dim
-        self.region = mlp(spatial_dim, h, dim, 2)  # [N, C]
+        # the spatial region gate [N, C]: for implicit-only, concat and per-token gates (per-Gaussian gates
+        # are themselves spatial, so they need none and it would be weights that never train)
+        self.region = mlp(spatial_dim, h, dim, 2) if cfg.gate == "concat" or cfg.gate_on == "token" else None
         if cfg.gate == "concat":
             self.mix = nn.Linear(2 * dim, dim)
         else:
@@ -41,19 +43,22 @@ class HybridFusion(nn.Module):
             nn.init.constant_(self.gates[-1].bias, cfg.gate_init_bias)
 
     def forward(self, spatial: Tensor, implicit: Tensor, explicit: Tensor | None) -> tuple[Tensor, dict]:
+        """The condition per Gaussian and frame [B, N, C], and the gates; gates["region"] [N, C] is how much
+        each Gaussian listens to the condition at all (with per-Gaussian gates: their mean)."""
+        if self.cfg.gate == "gated" and self.cfg.gate_on == "gaussian":
+            if explicit is None:
+                raise ValueError("per-Gaussian gates mix two features: give the explicit one")
+            g = torch.sigmoid(self.gates(spatial))  # [N, 2C]
+            g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]  # [N, C] each
+            cond = g_imp.unsqueeze(0) * implicit.unsqueeze(1) + g_exp.unsqueeze(0) * explicit.unsqueeze(1)
+            return cond, {"region": (g_imp + g_exp) / 2, "implicit": g_imp[None], "explicit": g_exp[None]}
         region = torch.sigmoid(self.region(spatial))  # [N, C]
         if explicit is None:
             return region.unsqueeze(0) * implicit.unsqueeze(1), {"region": region}
         if self.cfg.gate == "concat":
             mixed = self.mix(torch.cat([implicit, explicit], -1))  # [B, C]
             return region.unsqueeze(0) * mixed.unsqueeze(1), {"region": region}
-        if self.cfg.gate_on == "gaussian":
-            g = torch.sigmoid(self.gates(spatial))  # [N, 2C]
-            g_imp, g_exp = g[None, :, : self.dim], g[None, :, self.dim:]  # [1, N, C] each
-            cond = g_imp * implicit.unsqueeze(1) + g_exp * explicit.unsqueeze(1)
-        else:
-            g = torch.sigmoid(self.gates(torch.cat([implicit, explicit], -1)))  # [B, 2C]
-            mixed = g[:, : self.dim] * implicit + g[:, self.dim:] * explicit  # [B, C]
-            cond = region.unsqueeze(0) * mixed.unsqueeze(1)
-            g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]
-        return cond, {"region": region, "implicit": g_imp, "explicit": g_exp}
+        g = torch.sigmoid(self.gates(torch.cat([implicit, explicit], -1)))  # [B, 2C]
+        g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]
+        mixed = g_imp * implicit + g_exp * explicit  # [B, C]
+        return region.unsqueeze(0) * mixed.unsqueeze(1), {"region": region, "implicit": g_imp, "explicit": g_exp}

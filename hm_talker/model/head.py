@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hm_talker.constants import LM
 from hm_talker.model.config import DeformationConfig, GaussianConfig, HMMMConfig
 from hm_talker.model.deformation import FaceDeformation, MouthDeformation, apply_deformation
 from hm_talker.render import GaussianModel, RenderConfig, rasterize, rgb_to_sh
@@ -48,7 +49,8 @@ class GaussianHead(nn.Module):
     """Face + mouth Gaussians, their deformation fields (fused with HMMM's gates) and the composite."""
 
     def __init__(self, g: GaussianConfig, deformation: DeformationConfig, hmmm: HMMMConfig,
-                 mean_shape: np.ndarray, seed: int, render_cfg: RenderConfig) -> None:
+                 mean_shape: np.ndarray, seed: int, render_cfg: RenderConfig, upper_au_reach: float = 0.5,
+                 upper_au_edge: float = 0.05) -> None:
         super().__init__()
         self.sh_degree, self.render_cfg = g.sh_degree, render_cfg
         # Initial Gaussians from the mean landmark shape; a private generator so that the data
@@ -71,6 +73,10 @@ class GaussianHead(nn.Module):
         self.mouth_deform = MouthDeformation.from_config(deformation, fusion)
         self.face_deform.fit_aabb(face_means)
         self.mouth_deform.fit_aabb(mouth_means)
+        # where the eye/brow AUs may act: above a line between the eyes (0) and the nose tip (1), head frame y down
+        eye_y = float((shape[LM["r_eye_outer"], 1] + shape[LM["l_eye_outer"], 1]) / 2)
+        self.au_limit = eye_y + upper_au_reach * (float(shape[LM["nose_tip"], 1]) - eye_y)
+        self.au_edge = max(upper_au_edge, 1e-4)
 
     def branches(self) -> dict[str, GaussianBranch]:
         return {"face": self.face, "mouth": self.mouth}
@@ -80,11 +86,17 @@ class GaussianHead(nn.Module):
 
         implicit [B, C] (audio), explicit [B, C] (AU feature) or None, upper_aus [B, Au] in [0, 1]."""
         with torch.set_grad_enabled(face_grad and torch.is_grad_enabled()):
-            face_out = self.face_deform(self.face.means, implicit, upper_aus, explicit=explicit)
+            face_out = self.face_deform(self.face.means, implicit, upper_aus, explicit=explicit,
+                                        au_region=self.upper_au_region())
         mouth_out = self.mouth_deform(self.mouth.means, implicit, explicit=explicit)
         fm, fq, fs = apply_deformation(self.face.means, self.face.quats, self.face.log_scales, face_out)
         mm, mq, ms = apply_deformation(self.mouth.means, self.mouth.quats, self.mouth.log_scales, mouth_out)
         return {"face": (fm, fq, fs), "mouth": (mm, mq, ms), "face_out": face_out, "mouth_out": mouth_out}
+
+    def upper_au_region(self) -> Tensor:  # [N] in (0, 1)
+        """Where the eye/brow AUs may move face Gaussians: 1 above the limit (eyes, brows, forehead), 0 below
+        it (nose, cheeks, lips, jaw), a soft edge between: the mouth follows the audio alone."""
+        return torch.sigmoid((self.au_limit - self.face.means[:, 1].detach()) / self.au_edge)
 
     def _render_branch(self, name: str, means: Tensor, quats: Tensor, log_scales: Tensor,
                        viewmats: Tensor, Ks: Tensor, h: int, w: int):

@@ -44,13 +44,14 @@ class TalkingHead(nn.Module):
         cmmm.explicit_dim = cond_dim
         if hmmm.mode not in ("hybrid", "implicit", "explicit"):
             raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {hmmm.mode!r}")
-        if hmmm.upper_au_source not in ("frames", "predicted"):
-            raise ValueError(f"hmmm.upper_au_source must be frames or predicted, not {hmmm.upper_au_source!r}")
+        if hmmm.upper_au_source not in ("frames", "predicted", "constant"):
+            raise ValueError(f"hmmm.upper_au_source must be frames, predicted or constant, not {hmmm.upper_au_source!r}")
         self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
         self.silence_audio = model.silence_audio
         self.upper_au_idx = [AU_NAMES.index(a) for a in model.upper_aus]
         render_cfg = render_cfg or RenderConfig(backend=model.render_backend, tile_size=model.tile_size)
-        self.head = GaussianHead(model.gaussians, model.deformation, hmmm, mean_shape, cfg.seed, render_cfg)
+        self.head = GaussianHead(model.gaussians, model.deformation, hmmm, mean_shape, cfg.seed, render_cfg,
+                                 model.upper_au_reach, model.upper_au_edge)
         self.cmmm = CMMM(model.audio, cmmm, hmmm.explicit_aus)
 
     @property
@@ -78,7 +79,10 @@ class TalkingHead(nn.Module):
         if self.mode != "implicit":
             aus = batch["aus"] if source == MEASURED else out["aus"]
             explicit = self.cmmm.explicit(aus)
-        upper_src = batch["aus"] if self.upper_au_source == "frames" else out["aus"]
+        if self.upper_au_source == "constant":  # the identity's mean (a diagnostic: no upper-face motion)
+            upper_src = self.cmmm.meas_mean.expand_as(out["aus"])
+        else:
+            upper_src = batch["aus"] if self.upper_au_source == "frames" else out["aus"]
         return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
                 "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
 
