@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from hm_talker.constants import AU_NAMES
 from hm_talker.errors import InputError
+from hm_talker.output_lock import OutputLock
 from hm_talker.preprocess import shards as sh
 from hm_talker.preprocess.analysis import ClipAnalysis, analyse_clip
 from hm_talker.preprocess.audio_features import log_mel, ssl_features
@@ -170,7 +171,14 @@ def preprocess(inputs, out_dir, cfg: PreprocessConfig | None = None, audio=None)
     check_preprocess_config(cfg)
     out = Path(out_dir)
     created = check_writable_dir(out, owned=is_identity_dir)  # never a user's folder
-    before = set(os.listdir(out)) if out.is_dir() else set()
+    # one writer per identity folder, for the whole run: a second preprocess of the same --out fails
+    # at once (the lock makes OUT when it is new, and removes it again if nothing else was written)
+    with OutputLock(out, "preprocess"):
+        return _preprocess_locked(videos, audio, out, created, cfg)
+
+
+def _preprocess_locked(videos, audio, out: Path, created, cfg: PreprocessConfig) -> dict:
+    before = set(os.listdir(out))
     fp = fingerprint(videos, audio, cfg)
     mpath = out / "manifest.json"
     if mpath.is_file():
