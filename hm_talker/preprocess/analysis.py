@@ -33,12 +33,12 @@ def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):
     """Fast checks before any decoding of frames: readable video, sound present, lengths agree."""
     info = probe_video(video)
     if audio_path is not None:
-        audio = load_audio(audio_path, cfg.sample_rate)
+        audio = load_audio(audio_path, cfg.sample_rate, cfg)
         audio_src = str(audio_path)
     elif not info.has_audio:
         raise InputError(video, "no sound track (pass --audio WAV to give the speech separately)")
     else:
-        audio, audio_src = audio_from_video(video, cfg.sample_rate), "track"
+        audio, audio_src = audio_from_video(video, cfg.sample_rate, cfg), "track"
     where = audio_path or video
     if not np.isfinite(audio).all():  # NaN / inf samples would poison every feature downstream
         raise InputError(where, f"sound has {int((~np.isfinite(audio)).sum())} non-finite samples (NaN or inf)")

@@ -31,6 +31,9 @@ class PreprocessConfig:
     image_format: str = "jpg"  # jpg (compact) or png (lossless)
     jpeg_quality: int = 95  # JPEG quality of stored frames
     silence_dbfs: float = -55.0  # RMS level below which the sound is reported as silent
+    clip_level: float = 0.999  # |sample| at or above this counts as clipped (full scale is 1.0)
+    max_clipped_fraction: float = 0.01  # warn when more than this share of the sound's samples is clipped
+    max_constant_fraction: float = 0.5  # warn when one non-zero value fills more than this share of the samples (stuck sound)
     length_tolerance_frames: int = 1  # audio/video length difference tolerated silently
     au_neutral_percentile: float = 5.0  # percentile of each AU feature over the identity taken as its neutral (eyelid AUs: the median)
     openface_csv: str = ""  # OpenFace CSV whose AU*_r columns replace the geometric estimate
