@@ -22,7 +22,7 @@ from hm_talker.errors import InputError
 from hm_talker.output_lock import OutputLock
 from hm_talker.preprocess import shards as sh
 from hm_talker.preprocess.analysis import ClipAnalysis, analyse_clip
-from hm_talker.preprocess.audio_features import log_mel, ssl_features
+from hm_talker.preprocess.audio_features import frame_start, log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
@@ -55,9 +55,9 @@ def list_videos(inputs) -> list[Path]:
 
 
 # fields added after identities were made, which leave the output unchanged at their defaults
-# (sound warnings): left out of the fingerprint while at the default, so an identity made before
-# them is still up to date
-LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction")
+# (sound warnings; k rows per frame at 25 fps): left out of the fingerprint while at the default,
+# so an identity made before them is still up to date
+LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction", "audio_rows_fps")
 
 
 def fingerprint(videos: list[Path], audio: Path | None, cfg: PreprocessConfig) -> str:
@@ -107,10 +107,10 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
         n = len(c.src_indices)
         if cfg.audio_features == "mel":
             audio.append(log_mel(c.audio, n, cfg.sample_rate, cfg.fps, cfg.n_mels, cfg.mel_hop,
-                                 cfg.mel_win, cfg.mel_fmin, cfg.mel_fmax))
+                                 cfg.mel_win, cfg.mel_fmin, cfg.mel_fmax, cfg.audio_rows_fps))
         elif cfg.audio_features in ("hubert", "wav2vec2"):
             audio.append(ssl_features(c.audio, n, cfg.sample_rate, cfg.fps, cfg.audio_model,
-                                      cfg.audio_features))
+                                      cfg.audio_features, cfg.audio_rows_fps))
         else:
             raise InputError(None, f"unknown --audio-features {cfg.audio_features!r} (mel, hubert, wav2vec2)")
     return {
@@ -253,8 +253,8 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     tmp.replace(out / "features.npz")
     import soundfile as sf  # the identity's 16 kHz sound, frame-aligned: for sync metrics
 
-    sf.write(out / "audio.partial.wav", np.concatenate([c.audio for c in clips]), cfg.sample_rate,
-             format="WAV", subtype="FLOAT")
+    sf.write(out / "audio.partial.wav", identity_sound(clips, cfg), cfg.sample_rate, format="WAV",
+             subtype="FLOAT")
     (out / "audio.partial.wav").replace(out / "audio.wav")
 
     plan = state["plan"]
@@ -273,6 +273,18 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     sh.write_json_atomic(out / "manifest.json", manifest)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def identity_sound(clips, cfg) -> np.ndarray:
+    """The clips' sound end to end, frame i of the identity at sample frame_start(i) exactly: each
+    clip's sound fitted to its span of the identity's frame clock (at 25 fps it already is; at 30
+    a clip may be one sample longer or shorter than its own round(frames * sr / fps))."""
+    starts = frame_start(np.cumsum([0] + [len(c.src_indices) for c in clips]), cfg.sample_rate, cfg.fps)
+    parts = []
+    for c, a, b in zip(clips, starts[:-1], starts[1:]):
+        y = c.audio[: b - a]
+        parts.append(np.pad(y, (0, b - a - len(y))))  # zeros, as check_media pads
+    return np.concatenate(parts)
 
 
 def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
