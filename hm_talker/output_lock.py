@@ -217,34 +217,29 @@ class OutputLock:
             fd, tmp = tempfile.mkstemp(prefix=LOCK + ".", dir=self.folder)
         except OSError as exc:
             raise InputError(self.folder, f"cannot write here ({exc.strerror or exc})") from None
+        linked = False
         try:
             os.fchmod(fd, 0o644)  # readable by other users' runs, which name the holder from it
             os.write(fd, data)
             _try_flock(fd)  # held from the moment LOCK appears (None: no flock here, pids only)
-            try:
-                os.link(tmp, self.path)
-            except FileExistsError:
-                os.close(fd)
-                return False
-            except OSError as exc:
-                if exc.errno not in _NO_LINK:
-                    raise
-                os.close(fd)
-                return self._create_exclusive(data)
-            self.fd = fd
-            return True
+            os.link(tmp, self.path)
+            linked = True
+        except FileExistsError:
+            return False
         except OSError as exc:
-            if self.fd is None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            raise InputError(self.folder, f"cannot write here ({exc.strerror or exc})") from None
+            if exc.errno not in _NO_LINK:
+                raise InputError(self.folder, f"cannot write here ({exc.strerror or exc})") from None
+            return self._create_exclusive(data)
         finally:
+            if linked:
+                self.fd = fd
+            else:
+                os.close(fd)
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+        return True
 
     def _create_exclusive(self, data: bytes) -> bool:
         """The fallback for filesystems without hard links: O_CREAT|O_EXCL, then the content."""
@@ -252,8 +247,15 @@ class OutputLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        _try_flock(fd)
-        os.write(fd, data)
+        except OSError as exc:
+            raise InputError(self.folder, f"cannot write here ({exc.strerror or exc})") from None
+        try:
+            _try_flock(fd)
+            os.write(fd, data)
+        except OSError as exc:  # e.g. a full disk: no half-written lock left behind
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise InputError(self.folder, f"cannot write here ({exc.strerror or exc})") from None
         self.fd = fd
         return True
 
@@ -279,8 +281,11 @@ class OutputLock:
             os.close(fd)
 
     def _busy(self, holder: dict, me: dict) -> InputError:
+        if not holder.get("pid") or not holder.get("host"):  # not our record (or emptied by a crash)
+            return InputError(self.folder, f"holds a lock file that names no hm-talker run ({self.path}): "
+                                           "delete it if no hm-talker command is writing here")
         text = f"in use by another hm-talker run ({_describe(holder)})"
-        if holder.get("host") not in (None, me["host"]):
+        if holder.get("host") != me["host"]:
             text += ("; that host's processes cannot be checked from here: once that run is gone, "
                      f"delete {self.path}")
         else:

@@ -258,3 +258,31 @@ def test_the_lock_is_not_content(tmp_path):
         with output_dir(users, "evaluate"):
             pass
     assert os.listdir(users) == ["thesis.txt"]
+
+
+def test_an_unreadable_lock_file_names_itself(tmp_path):
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / LOCK).write_text("not json")
+    with pytest.raises(InputError, match=f"names no hm-talker run .*{LOCK}.*delete it"):
+        with output_dir(out, "evaluate"):
+            pass
+    assert (out / LOCK).read_text() == "not json"
+
+
+def test_without_hard_links_the_lock_is_made_with_o_excl(tmp_path, monkeypatch):
+    """Filesystems without hard links (some FUSE, vfat): the lock is created with O_CREAT|O_EXCL, and a
+    second writer is still refused."""
+    import errno
+
+    def no_link(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    out = tmp_path / "ev"
+    with output_dir(out, "evaluate"):
+        holder = json.loads((out / LOCK).read_text())
+        assert holder["pid"] == os.getpid() and sorted(os.listdir(out)) == [LOCK]
+        with pytest.raises(InputError, match=f"pid {os.getpid()} on host"):
+            OutputLock(out, "evaluate").acquire()
+    assert os.listdir(out) == [MARKER]
