@@ -25,7 +25,7 @@ class _Identity:
     def __init__(self, root: Path, window: int, normalise: bool, speech_window: int):
         self.manifest = load_manifest(root)
         with np.load(root / "features.npz", allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("audio", "aus", "clip_ids")}
+            arrays = {k: f[k] for k in ("audio", "aus", "clip_ids", "speech") if k in f.files}
         audio, self.aus = arrays["audio"].astype(np.float32), arrays["aus"].astype(np.float32)
         speech = speech_features(self.manifest, arrays, speech_window)
         if normalise:

@@ -6,6 +6,12 @@ the entries the tool wrote there) or, for an identity, by our own manifest / par
 else is refused with one line before any work starts. On failure the entries this run added are
 removed again (and the directory itself when this run created it); only names the tool wrote are
 ever deleted. Output files (infer --out) must not be directories and their folder must be writable.
+
+One writer per folder: `output_dir` holds the folder's lock (hm_talker.output_lock) for the whole
+run, so a second command on the same folder fails at once naming the first; `check_writable_dir`
+reports a folder that a running command holds as such, and takes a folder with the lock of a dead
+run (killed before it could write its marker) as ours. The lock file is never part of a folder's
+entries (not listed in markers, ignored by the checks, not removed as a "new entry").
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hm_talker.errors import InputError
+from hm_talker.output_lock import LOCK, OutputLock, check_not_locked, is_lock_name
 
 MARKER = ".hm-talker-output.json"  # names the entries hm-talker wrote into an output directory
 
@@ -37,7 +44,8 @@ def read_marker(out: Path) -> list[str] | None:
 def write_marker(out: Path, command: str, names) -> None:
     """Record `names` (entries directly inside OUT) as written by `command`, atomically."""
     out = Path(out)
-    names = sorted({n for n in names if _plain_name(n) and n != MARKER} | set(read_marker(out) or []))
+    names = sorted({n for n in names if _plain_name(n) and n != MARKER and not is_lock_name(n)}
+                   | set(read_marker(out) or []))
     tmp = out / (MARKER + ".partial")
     tmp.write_text(json.dumps({"tool": "hm-talker", "command": command, "files": names}, indent=1))
     os.replace(tmp, out / MARKER)
@@ -57,8 +65,12 @@ def check_writable_dir(out: Path, owned=lambda entries: False, what: str = "--ou
     if out.exists() and not out.is_dir():
         raise InputError(out, f"{what} exists and is not a directory")
     if out.is_dir():
-        entries = set(os.listdir(out))
-        if entries and MARKER not in entries and not owned(entries):
+        check_not_locked(out, what)  # a running command's folder: say who holds it
+        listing = set(os.listdir(out))
+        entries = {e for e in listing if not is_lock_name(e)}
+        # a lock left by a killed run: that run found the folder new, empty or ours and wrote the rest
+        stale = LOCK in listing
+        if entries and MARKER not in entries and not stale and not owned(entries):
             raise InputError(out, f"{what} is a non-empty directory that hm-talker did not write "
                                   "(choose a new or empty directory)")
         _probe_write(out)
@@ -108,21 +120,26 @@ def check_output_file(path, suffixes: tuple[str, ...] = (".mp4",), what: str = "
 def output_dir(out, command: str, owned=lambda entries: False, what: str = "--out") -> Iterator[Path]:
     """Guard a command writing into directory OUT (see the module docstring).
 
-    On success the entries added are recorded in OUT's marker; on any error (an interrupt too) they
-    are removed, and OUT as well when this run created it."""
+    OUT's lock is held from the check to the end (OUT is created for it when new). On success the
+    entries added are recorded in OUT's marker; on any error (an interrupt too) they are removed,
+    and OUT as well when this run created it."""
     out = Path(out)
     created = check_writable_dir(out, owned, what)
-    before = set(os.listdir(out)) if out.is_dir() else set()
+    lock = OutputLock(out, command, what).acquire()
     try:
-        yield out
-    except OSError as exc:  # a full or read-only disk while writing: name the output, not a temp file
-        remove_new_entries(out, before, created)
-        raise InputError(out, f"writing failed ({exc.strerror or exc})") from None
-    except BaseException:
-        remove_new_entries(out, before, created)
-        raise
-    if out.is_dir():
-        write_marker(out, command, set(os.listdir(out)) - {MARKER})
+        before = set(os.listdir(out))
+        try:
+            yield out
+        except OSError as exc:  # a full or read-only disk while writing: name the output, not a temp file
+            remove_new_entries(out, before, created)
+            raise InputError(out, f"writing failed ({exc.strerror or exc})") from None
+        except BaseException:
+            remove_new_entries(out, before, created)
+            raise
+        if out.is_dir():
+            write_marker(out, command, set(os.listdir(out)) - {MARKER})
+    finally:
+        lock.release()
 
 
 def remove_new_entries(out: Path, before: set[str], created: Path | None) -> None:
@@ -143,6 +160,8 @@ def remove_new_entries(out: Path, before: set[str], created: Path | None) -> Non
     if not out.is_dir():
         return
     for name in set(os.listdir(out)) - before:
+        if is_lock_name(name):  # the lock goes when its holder releases it
+            continue
         p = out / name
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)

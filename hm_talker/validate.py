@@ -61,8 +61,10 @@ PREPROCESS_RANGES: dict[str, tuple] = {
     "crop_smooth_sigma": (0.0, INF), "pose_smooth_sigma": (0.0, INF), "focal_ratio": (0.01, 1000.0),
     "audio_features": ("mel", "hubert", "wav2vec2"), "n_mels": (1, 1024), "mel_hop": (1, 1 << 16),
     "mel_win": (1, 1 << 16), "mel_fmin": (0.0, INF), "mel_fmax": (0.0, INF), "window_frames": (1, 1024),
+    "audio_rows_fps": (1, 240),
     "val_fraction": (0.0, 0.99), "shard_frames": (1, 1 << 20), "shard_max_mb": (0.001, 1 << 20),
     "image_format": ("jpg", "png"), "jpeg_quality": (1, 100), "silence_dbfs": (-INF, 0.0),
+    "clip_level": (0.001, 1.0), "max_clipped_fraction": (0.0, 1.0), "max_constant_fraction": (0.0, 1.0),
     "length_tolerance_frames": (0, INF), "au_neutral_percentile": (0.0, 100.0),
     "decode_threads": (1, 256), "chunk_frames": (1, 1 << 16),
 }

@@ -508,6 +508,66 @@ def _(ws, fx):
     return fit_argv(fx, ws, "sfp.schedule=random", "sfp.period=4", root=ws / "ident"), "only the alternate", \
         "sfp.period=4"
 
+# --- issue 19 (reliability, second round): locks, NaN sound, fps
+def held_lock(folder: Path, **fields) -> Path:
+    """A lock in `folder` held by a live process: this one (the runner that starts the command), on
+    this host, with its real start time, so it is never taken for stale."""
+    from hm_talker.output_lock import LOCK, holder_record
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LOCK).write_text(json.dumps({**holder_record("preprocess"), **fields}))
+    return folder / LOCK
+
+
+@case("preprocess-out-locked-by-a-running-preprocess", needs=("clip",),
+      notes="was: both runs exit 0, the folder holds the second identity only")
+def _(ws, fx):
+    held_lock(ws / "out")
+    return ["preprocess", str(fx["clip"]), "--out", str(ws / "out"), "--size", "64"], \
+        "in use by another hm-talker run (preprocess pid", "out"
+
+
+@case("preprocess-out-locked-on-another-host", needs=("clip",), notes="never taken over: pids of other hosts")
+def _(ws, fx):
+    held_lock(ws / "out", host="gpu-node-17", pid=4242)
+    return ["preprocess", str(fx["clip"]), "--out", str(ws / "out"), "--size", "64"], \
+        "on host gpu-node-17", ".hm-talker.lock"
+
+
+@case("fit-run-dir-locked-by-a-running-fit", needs=("ident",), notes="was: two fits write one run dir")
+def _(ws, fx):
+    held_lock(ws / "runs" / "r", command="fit")
+    return fit_argv(fx, ws, "run.name=r"), "in use by another hm-talker run (fit pid", "r"
+
+
+@case("evaluate-out-locked-by-a-running-evaluate")
+def _(ws, fx):
+    (ws / "in").mkdir()
+    a = testsrc(ws / "in" / "a.mp4", seconds=1)
+    held_lock(ws / "ev", command="evaluate")
+    return ["evaluate", "--pred", str(a), "--target", str(a), "--out", str(ws / "ev")], \
+        "in use by another hm-talker run (evaluate pid", "ev"
+
+
+@case("preprocess-nan-sound-in-mov-as-audio", notes="was: decoded to a constant -1.0 audio.wav, exit 0")
+def _(ws, fx):
+    (ws / "in").mkdir()
+    testsrc(ws / "in" / "v.mp4")
+    sf.write(ws / "in" / "nan.wav", np.full(32000, np.nan, np.float32), 16000, subtype="FLOAT")
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:r=25:d=2", "-i", str(ws / "in" / "nan.wav"),
+           "-c:v", "libx264", "-c:a", "pcm_f32le", "-shortest", str(ws / "in" / "nan.mov"))
+    (ws / "in" / "nan.wav").unlink()
+    return ["preprocess", str(ws / "in" / "v.mp4"), "--audio", str(ws / "in" / "nan.mov"), "--out",
+            str(ws / "out")], "non-finite", "nan.mov"
+
+
+for _kv, _key in [("audio_rows_fps=0", "audio_rows_fps"), ("clip_level=0", "clip_level"),
+                  ("max_clipped_fraction=2", "max_clipped_fraction"),
+                  ("max_constant_fraction=-1", "max_constant_fraction")]:
+    def _set19(ws, fx, kv=_kv, key=_key):
+        return ["preprocess", str(fx["clip"]), "--out", str(ws / "o"), "--set", kv], "out of range", key
+    case(f"preprocess-set-{_kv}", needs=("clip",))(_set19)
+
 
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every path under root with its size and modification time (what 'nothing changed' means)."""

@@ -50,6 +50,7 @@ def test_ctrl_c_during_fit_saves_checkpoint_and_prints_resume_line(identity64, t
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert step >= 3 and ckpt["global_step"] == step  # the checkpoint holds the step it reports
     assert not (tmp_path / "runs" / "r" / "summary.json").exists()  # not a finished run
+    assert not (tmp_path / "runs" / "r" / ".hm-talker.lock").exists()  # the run dir's lock went with it
 
 
 @pytest.fixture(scope="module")

@@ -24,3 +24,18 @@ def test_fit_writes_and_logs_a_side_by_side_validation_video(identity64, tmp_pat
     logged = list((run / "wandb").rglob("media/videos/val/*.mp4"))
     assert logged, "the video was not logged to the (offline) W&B run"
     assert list((run / "wandb").rglob("media/images/val/grid*.png"))
+
+
+def test_validation_sound_is_cut_on_the_frame_clock(tmp_path):
+    """The held-out frames 150..179 of a 30 fps identity: samples 80000..96000 of audio.wav (frame i
+    starts at round(i * 16000 / 30)); sr // fps = 533 started them at 79950 (issue 19, item 4)."""
+    import numpy as np
+    import soundfile as sf
+
+    from hm_talker.training.val_video import ValidationVideo
+
+    sf.write(tmp_path / "audio.wav", np.arange(96000, dtype=np.float32) / 96000, 16000, subtype="FLOAT")
+    cb = ValidationVideo(tmp_path / "val", fps=30, identity=tmp_path)
+    cb.frames = list(range(150, 180))
+    sound = cb._audio()
+    assert len(sound) == 16000 and sound[0] == np.float32(80000 / 96000) and sound[-1] == np.float32(95999 / 96000)

@@ -76,6 +76,13 @@ def load_features(root) -> dict[str, np.ndarray]:
     return arrays
 
 
+def speech_rows(manifest: dict) -> int:
+    """Rows per frame of the identity's speaker-free speech features (10 ms mel rows: 4 at the default rate);
+    a mel identity preprocessed before they were stored has them from its mel rows."""
+    speech = manifest["features"].get("speech")
+    return int(speech["shape"][0]) if speech else int(manifest["features"]["audio"]["shape"][0])
+
+
 def held_out_frames(manifest: dict) -> range:
     """Indices of the held-out tail (the val split): the frames the self-driven protocol scores."""
     start = int(manifest["splits"]["train"])

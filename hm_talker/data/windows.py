@@ -19,9 +19,14 @@ def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D]
 
 
 def speech_features(manifest: dict, arrays: dict, window: int) -> tuple:
-    """(speech [T, k, 2], window) for CMMM: energy and flux of the identity's log-mel, normalised per
-    clip (hm_talker/preprocess/speech_features.py); (None, 0) without mel features or a window."""
-    if window <= 0 or manifest["features"]["audio"]["kind"] != "mel":
+    """(speech [T, k, 2], window) for CMMM: energy and flux of the identity's sound, normalised per clip
+    (hm_talker/preprocess/speech_features.py), as preprocessing stored them in features.npz ("speech"), or,
+    for a mel identity preprocessed before they were stored, from its log-mel; (None, 0) without a window."""
+    if window <= 0:
+        return None, 0
+    if "speech" in arrays:
+        return arrays["speech"], window
+    if manifest["features"]["audio"]["kind"] != "mel":
         return None, 0
     from hm_talker.preprocess.speech_features import mouth_audio_features
 

@@ -113,6 +113,7 @@ def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_
     identity's rate); returns frames, seconds, render-only and end-to-end frames/s, render settings.
     `silent`: the model hears none of it (a deaf control; the video still carries the sound)."""
     from hm_talker.driving.speech import speaker_stats, speech_windows
+    from hm_talker.preprocess.audio_features import frame_start
     from hm_talker.video_writer import VideoWriter
 
     start = time.perf_counter()  # end to end: features, decoding, render, encoding
@@ -121,7 +122,7 @@ def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_
     speaker = speaker_stats(model, windows)
     n, size = len(windows), manifest["size"]
     timer = RenderTimer()
-    sound = np.pad(audio, (0, n * (sr // fps) - len(audio)))  # sound exactly as long as the video
+    sound = np.pad(audio, (0, max(0, frame_start(n, sr, fps) - len(audio))))  # sound exactly as long as the video
     with VideoWriter(Path(out_path), size, size, fps, sound, sr) as video:
         for chunk in render_driven(model, root, manifest, windows, speaker, batch_size, timer, silent):
             video.write(chunk)

@@ -19,9 +19,15 @@ from hm_talker.errors import InputError
 CALIBRATION_BATCH = 256  # windows per forward pass of the calibration pass
 
 
-def num_frames(num_samples: int, sample_rate: int, fps: int) -> int:
-    """Frames of a sound: one per 1/fps s, a partial last one included, at least one."""
-    return max(1, math.ceil(num_samples / (sample_rate // fps)))
+def num_frames(num_samples: int, sample_rate: int, fps) -> int:
+    """Frames of a sound: one per 1/fps s (frame i starts at sample round(i * sr / fps), any fps), a partial
+    last one included, at least one."""
+    from hm_talker.preprocess.audio_features import frame_start
+
+    n = max(1, math.ceil(num_samples * fps / sample_rate) - 1)
+    while frame_start(n, sample_rate, fps) < num_samples:
+        n += 1
+    return n
 
 
 def driving_features(audio: np.ndarray, n: int, manifest: dict, audio_model: str | None,
@@ -48,11 +54,14 @@ def speech_windows(audio: np.ndarray, manifest: dict, cfg, audio_model: str | No
     n = num_frames(len(audio), manifest["sample_rate"], manifest["fps"])
     expected = (cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim)
     feats = driving_features(audio, n, manifest, audio_model, expected, ckpt_path)
-    speech = None
-    if manifest["features"]["audio"]["kind"] == "mel":  # CMMM's speaker-free input (energy, flux)
-        from hm_talker.preprocess.speech_features import mouth_audio_features
+    from hm_talker.preprocess.audio_features import log_mel
+    from hm_talker.preprocess.speech_features import speech_features_of
 
-        speech = mouth_audio_features(feats, "energy")
+    pc = manifest["config"]  # CMMM's speaker-free input (energy, flux), from the sound itself, any feature kind
+    mel = feats if manifest["features"]["audio"]["kind"] == "mel" else log_mel(
+        audio, n, pc["sample_rate"], pc["fps"], pc["n_mels"], pc["mel_hop"], pc["mel_win"], pc["mel_fmin"],
+        pc["mel_fmax"], pc.get("audio_rows_fps", 25))
+    speech = speech_features_of(mel)
     return Windows(feats, np.zeros((n, 17), np.float32), np.zeros(n, np.int64), cfg.data.window,
                    speech, cfg.cmmm.net.speech_window)
 

@@ -42,9 +42,11 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measure
     has_audio = wav_path.is_file()
 
     def audio_for(first: int, last: int) -> np.ndarray:  # the held-out frames' own sound
-        per = manifest["sample_rate"] // manifest["fps"]
+        from hm_talker.preprocess.audio_features import frame_start
+
+        sr, fps = manifest["sample_rate"], manifest["fps"]
         wav, _ = sf.read(wav_path, dtype="float32")
-        return wav[first * per:(last + 1) * per]
+        return wav[frame_start(first, sr, fps):frame_start(last + 1, sr, fps)]
 
     chunks = render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg), SELF_BATCH,
                              measured_lower_face)

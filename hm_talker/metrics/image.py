@@ -36,7 +36,14 @@ PSNR_CAP_DB = 100.0
 SSIM_KERNEL = 11
 SSIM_SIGMA = 1.5
 LPIPS_MIN_SIZE = 32
-_CHUNK = 16  # frames per batch: bounds memory at 512 px (SSIM keeps ~10 maps per frame)
+_CHUNK = 16  # frames per batch at most (small frames)
+# Frames converted to float and scored at once: at most this many pixels (2 frames at 512 px, 8 at
+# 256, 16 at 128), never fewer than 2 frames. torchmetrics' SSIM (a grouped 11 x 11 conv through
+# im2col on the CPU) needs ~350 MB plus ~180 MB per 512 px frame, so a 16-frame batch at 512 px
+# peaked at 3.3 GB. Per-frame values do not depend on the batch as long as it has 2 frames or more:
+# torch reduces a lone row (a batch of 1) in another order (two-pass), which moved SSIM by 1e-7;
+# a lone frame is therefore scored as a pair with a copy of itself (tests/test_metrics_image.py).
+SUB_BATCH_PIXELS = 1 << 19
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -45,20 +52,60 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def to_float_frames(frames, device: str | torch.device | None = "cpu") -> torch.Tensor:
-    """``[T, H, W, 3]`` (or ``[H, W, 3]``) uint8 RGB -> float ``[T, 3, H, W]`` in [0, 1]."""
+def _as_tensor(frames) -> torch.Tensor:
+    """Frames as a tensor without copying (numpy arrays are wrapped; read-only ones copied)."""
     if isinstance(frames, torch.Tensor):
-        x = frames
-    else:
-        arr = np.asarray(frames)
-        x = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable
+        return frames
+    arr = np.asarray(frames)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # torch wants writable
+
+
+def to_float_frames(frames, device: str | torch.device | None = "cpu") -> torch.Tensor:
+    """``[T, H, W, 3]`` (or ``[H, W, 3]``) uint8 RGB -> float ``[T, 3, H, W]`` in [0, 1].
+
+    One float copy: the uint8 frames are put in channel order first (a byte per value), then
+    converted and divided in place (the same x / 255 in float32 as before, bit for bit)."""
+    x = _as_tensor(frames)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be [T, H, W, 3] RGB, got shape {tuple(x.shape)}")
-    x = x.to(_device(device))
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.permute(0, 3, 1, 2).contiguous()
+    x = x.to(_device(device)).permute(0, 3, 1, 2).contiguous()
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return x.float()
+
+
+def _frames(frames):
+    """A clip of frames that can be sliced along time without copying (a numpy array or tensor)."""
+    if isinstance(frames, torch.Tensor):
+        return frames if frames.ndim == 4 else frames[None]
+    arr = np.asarray(frames)
+    return arr if arr.ndim == 4 else arr[None]
+
+
+def sub_batch(height: int, width: int) -> int:
+    """Frames per float batch at this frame size (see SUB_BATCH_PIXELS)."""
+    return int(max(2, min(_CHUNK, SUB_BATCH_PIXELS // max(1, height * width))))
+
+
+def _float_batches(pred, target, device, most: int = _CHUNK):
+    """(start, n, float pred, float target) per sub-batch of a pair of ``[T, H, W, 3]`` clips: only
+    one sub-batch of float frames exists at a time. Every batch has 2 frames or more: a remainder
+    of one frame joins the batch before it, and a clip of one frame is paired with a copy of itself
+    (n = 1: score both, keep the first), so each frame's values are those of any other batching."""
+    pred, target = _frames(pred), _frames(target)
+    total, h, w = (int(v) for v in pred.shape[:3])
+    step = max(2, min(most, sub_batch(h, w)))
+    i = 0
+    while i < total:
+        stop = total if total - i <= step + 1 else i + step  # no batch of one at the end
+        p, t = to_float_frames(pred[i:stop], device), to_float_frames(target[i:stop], device)
+        n = stop - i
+        if n == 1:
+            p, t = p.expand(2, -1, -1, -1), t.expand(2, -1, -1, -1)  # a view: no copy
+        yield i, n, p, t
+        i = stop
 
 
 def _check_pair(pred, target) -> None:
@@ -78,6 +125,11 @@ def as_masks(face_masks, num_frames: int, height: int, width: int) -> np.ndarray
     return m > 0.5 if m.dtype != bool else m
 
 
+def _clip_masks(face_masks, pred) -> np.ndarray:
+    shape = _frames(pred).shape
+    return as_masks(face_masks, int(shape[0]), int(shape[1]), int(shape[2]))
+
+
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Bounding box ``(y0, y1, x0, x1)`` (end-exclusive) of a ``[H, W]`` mask, None if empty."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -91,31 +143,18 @@ def _mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-# --------------------------------------------------------------------------- PSNR
-def psnr_per_frame(pred, target, cap: float = PSNR_CAP_DB,
-                   device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T]
-    """Per-frame PSNR in dB (data range 1), each value capped at ``cap``."""
+# --------------------------------------------------------------------------- one float batch
+# p, t: float [n, 3, H, W] in [0, 1]; masks: bool [n, H, W]; each returns per-frame values [n]
+def _psnr(p: torch.Tensor, t: torch.Tensor, cap: float) -> np.ndarray:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    _check_pair(pred, target)
-    p, t = to_float_frames(pred, device), to_float_frames(target, device)
     out = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return torch.clamp(out.reshape(-1), max=cap).double().cpu().numpy()
 
 
-def psnr(pred, target, cap: float = PSNR_CAP_DB, device: str | torch.device | None = "cpu") -> float:
-    """Mean over frames of the capped per-frame PSNR (dB)."""
-    return float(psnr_per_frame(pred, target, cap, device).mean())
-
-
-def psnr_face_per_frame(pred, target, face_masks, cap: float = PSNR_CAP_DB,
-                        device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T], NaN = empty mask
-    """Per-frame PSNR over the pixels inside the face mask (all 3 channels)."""
+def _psnr_face(p: torch.Tensor, t: torch.Tensor, masks: np.ndarray, cap: float) -> np.ndarray:
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
-    _check_pair(pred, target)
-    p, t = to_float_frames(pred, device), to_float_frames(target, device)
-    masks = as_masks(face_masks, p.shape[0], p.shape[2], p.shape[3])
     out = np.full(p.shape[0], np.nan)
     for i in range(p.shape[0]):
         m = torch.tensor(masks[i], device=p.device)  # copy: masks may be a read-only broadcast
@@ -126,13 +165,6 @@ def psnr_face_per_frame(pred, target, face_masks, cap: float = PSNR_CAP_DB,
     return out
 
 
-def psnr_face(pred, target, face_masks, cap: float = PSNR_CAP_DB,
-              device: str | torch.device | None = "cpu") -> float | None:
-    """Mean face-region PSNR over frames with a non-empty mask; None if every mask is empty."""
-    return _mean_or_none(psnr_face_per_frame(pred, target, face_masks, cap, device))
-
-
-# --------------------------------------------------------------------------- SSIM
 def _ssim_batch(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [N,3,H,W] x2 -> [N]
     from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -141,12 +173,72 @@ def _ssim_batch(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # [N,3,H,W] 
         data_range=1.0, k1=0.01, k2=0.03, reduction="none").reshape(-1)
 
 
+def _ssim_face(p: torch.Tensor, t: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+    out = np.full(p.shape[0], np.nan)
+    for i in range(p.shape[0]):
+        box = mask_bbox(masks[i])
+        if box is None or min(box[1] - box[0], box[3] - box[2]) < SSIM_KERNEL:
+            continue
+        y0, y1, x0, x1 = box
+        out[i] = float(_ssim_batch(p[i:i + 1, :, y0:y1, x0:x1], t[i:i + 1, :, y0:y1, x0:x1])[0])
+    return out
+
+
+@torch.no_grad()
+def _lpips(model, p: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+    return model(p * 2 - 1, t * 2 - 1).reshape(-1).double().cpu().numpy()
+
+
+@torch.no_grad()
+def _lpips_face(model, p: torch.Tensor, t: torch.Tensor, masks: np.ndarray) -> np.ndarray:
+    out = np.full(p.shape[0], np.nan)
+    for i in range(p.shape[0]):
+        box = mask_bbox(masks[i])
+        if box is None or min(box[1] - box[0], box[3] - box[2]) < LPIPS_MIN_SIZE:
+            continue
+        y0, y1, x0, x1 = box
+        out[i] = float(model(p[i:i + 1, :, y0:y1, x0:x1] * 2 - 1, t[i:i + 1, :, y0:y1, x0:x1] * 2 - 1))
+    return out
+
+
+def _per_frame(pred, target, device, score, most: int = _CHUNK) -> np.ndarray:
+    """score(start, n, float pred, float target) -> per-frame values over the sub-batches of a clip
+    (the first n of each: a lone frame is scored as a pair), concatenated."""
+    _check_pair(pred, target)
+    parts = [score(i, n, p, t)[:n] for i, n, p, t in _float_batches(pred, target, device, most)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+# --------------------------------------------------------------------------- PSNR
+def psnr_per_frame(pred, target, cap: float = PSNR_CAP_DB,
+                   device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T]
+    """Per-frame PSNR in dB (data range 1), each value capped at ``cap``."""
+    return _per_frame(pred, target, device, lambda i, n, p, t: _psnr(p, t, cap))
+
+
+def psnr(pred, target, cap: float = PSNR_CAP_DB, device: str | torch.device | None = "cpu") -> float:
+    """Mean over frames of the capped per-frame PSNR (dB)."""
+    return float(psnr_per_frame(pred, target, cap, device).mean())
+
+
+def psnr_face_per_frame(pred, target, face_masks, cap: float = PSNR_CAP_DB,
+                        device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T], NaN = empty mask
+    """Per-frame PSNR over the pixels inside the face mask (all 3 channels)."""
+    _check_pair(pred, target)
+    masks = _clip_masks(face_masks, pred)
+    return _per_frame(pred, target, device, lambda i, n, p, t: _psnr_face(p[:n], t[:n], masks[i:i + n], cap))
+
+
+def psnr_face(pred, target, face_masks, cap: float = PSNR_CAP_DB,
+              device: str | torch.device | None = "cpu") -> float | None:
+    """Mean face-region PSNR over frames with a non-empty mask; None if every mask is empty."""
+    return _mean_or_none(psnr_face_per_frame(pred, target, face_masks, cap, device))
+
+
+# --------------------------------------------------------------------------- SSIM
 def ssim_per_frame(pred, target, device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T]
     """Per-frame SSIM (torchmetrics, Gaussian 11 x 11, sigma 1.5)."""
-    _check_pair(pred, target)
-    p, t = to_float_frames(pred, device), to_float_frames(target, device)
-    vals = [_ssim_batch(p[i:i + _CHUNK], t[i:i + _CHUNK]) for i in range(0, p.shape[0], _CHUNK)]
-    return torch.cat(vals).double().cpu().numpy()
+    return _per_frame(pred, target, device, lambda i, n, p, t: _ssim_batch(p, t).double().cpu().numpy())
 
 
 def ssim(pred, target, device: str | torch.device | None = "cpu") -> float:
@@ -158,16 +250,8 @@ def ssim_face_per_frame(pred, target, face_masks,
                         device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T], NaN = skipped
     """Per-frame SSIM of the face mask's bounding-box crop."""
     _check_pair(pred, target)
-    p, t = to_float_frames(pred, device), to_float_frames(target, device)
-    masks = as_masks(face_masks, p.shape[0], p.shape[2], p.shape[3])
-    out = np.full(p.shape[0], np.nan)
-    for i in range(p.shape[0]):
-        box = mask_bbox(masks[i])
-        if box is None or min(box[1] - box[0], box[3] - box[2]) < SSIM_KERNEL:
-            continue
-        y0, y1, x0, x1 = box
-        out[i] = float(_ssim_batch(p[i:i + 1, :, y0:y1, x0:x1], t[i:i + 1, :, y0:y1, x0:x1])[0])
-    return out
+    masks = _clip_masks(face_masks, pred)
+    return _per_frame(pred, target, device, lambda i, n, p, t: _ssim_face(p[:n], t[:n], masks[i:i + n]))
 
 
 def ssim_face(pred, target, face_masks, device: str | torch.device | None = "cpu") -> float | None:
@@ -208,17 +292,14 @@ def get_lpips_model(device: str | torch.device | None = "cpu") -> torch.nn.Modul
     return model
 
 
-@torch.no_grad()
 def lpips_per_frame(pred, target, device: str | torch.device | None = "cpu",
                     batch_size: int = _CHUNK) -> np.ndarray:  # -> [T]
-    """Per-frame LPIPS (AlexNet, v0.1)."""
-    _check_pair(pred, target)
+    """Per-frame LPIPS (AlexNet, v0.1); at most ``batch_size`` frames (2 or more, and at most
+    SUB_BATCH_PIXELS) at once."""
     dev = _device(device)
     model = get_lpips_model(dev)
-    p, t = to_float_frames(pred, dev), to_float_frames(target, dev)
-    vals = [model(p[i:i + batch_size] * 2 - 1, t[i:i + batch_size] * 2 - 1).reshape(-1)
-            for i in range(0, p.shape[0], batch_size)]
-    return torch.cat(vals).double().cpu().numpy()
+
+    return _per_frame(pred, target, dev, lambda i, n, p, t: _lpips(model, p, t), batch_size)
 
 
 def lpips_distance(pred, target, device: str | torch.device | None = "cpu") -> float:
@@ -226,23 +307,14 @@ def lpips_distance(pred, target, device: str | torch.device | None = "cpu") -> f
     return float(lpips_per_frame(pred, target, device).mean())
 
 
-@torch.no_grad()
 def lpips_face_per_frame(pred, target, face_masks,
                          device: str | torch.device | None = "cpu") -> np.ndarray:  # -> [T], NaN = skipped
     """Per-frame LPIPS of the face mask's bounding-box crop (crop size kept as is)."""
     _check_pair(pred, target)
     dev = _device(device)
     model = get_lpips_model(dev)
-    p, t = to_float_frames(pred, dev), to_float_frames(target, dev)
-    masks = as_masks(face_masks, p.shape[0], p.shape[2], p.shape[3])
-    out = np.full(p.shape[0], np.nan)
-    for i in range(p.shape[0]):
-        box = mask_bbox(masks[i])
-        if box is None or min(box[1] - box[0], box[3] - box[2]) < LPIPS_MIN_SIZE:
-            continue
-        y0, y1, x0, x1 = box
-        out[i] = float(model(p[i:i + 1, :, y0:y1, x0:x1] * 2 - 1, t[i:i + 1, :, y0:y1, x0:x1] * 2 - 1))
-    return out
+    masks = _clip_masks(face_masks, pred)
+    return _per_frame(pred, target, dev, lambda i, n, p, t: _lpips_face(model, p[:n], t[:n], masks[i:i + n]))
 
 
 def lpips_face(pred, target, face_masks, device: str | torch.device | None = "cpu") -> float | None:
@@ -254,7 +326,9 @@ def lpips_face(pred, target, face_masks, device: str | torch.device | None = "cp
 class ImageScores:
     """PSNR / SSIM / LPIPS of a clip fed in consecutive chunks of frames (full frame and, with masks,
     face region). Only per-frame values are kept, so :meth:`means` equals :func:`psnr`, :func:`ssim`,
-    :func:`lpips_distance`, :func:`psnr_face`, ... on the whole clip while memory holds one chunk."""
+    :func:`lpips_distance`, :func:`psnr_face`, ... on the whole clip while memory holds one chunk.
+    Each chunk is scored a sub-batch (:func:`sub_batch`) at a time, every metric from one float copy
+    of those few frames: the float copy of a whole 64-frame chunk at 512 px alone was 400 MB."""
 
     KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face")
 
@@ -263,22 +337,39 @@ class ImageScores:
         self.values: dict[str, list[np.ndarray]] = {k: [] for k in self.KEYS}
         self.lpips_error: str | None = None  # why LPIPS is unavailable (the backbone), if it is
 
+    def _lpips_model(self):
+        if self.lpips_error is not None:
+            return None
+        try:
+            return get_lpips_model(_device(self.device))
+        except Exception as exc:  # a missing backbone must not cost the other numbers
+            self.lpips_error = str(exc)
+            return None
+
     def update(self, pred, target, face_masks=None) -> None:
         """Score one chunk: ``[n, H, W, 3]`` frames, ``face_masks`` ``[n, H, W]`` or None."""
-        d, v = self.device, self.values
-        v["psnr"].append(psnr_per_frame(pred, target, device=d))
-        v["ssim"].append(ssim_per_frame(pred, target, device=d))
-        if self.lpips_error is None:
-            try:
-                v["lpips"].append(lpips_per_frame(pred, target, device=d))
-            except Exception as exc:  # a missing backbone must not cost the other numbers
-                self.lpips_error = str(exc)
-        if face_masks is None:
-            return
-        v["psnr_face"].append(psnr_face_per_frame(pred, target, face_masks, device=d))
-        v["ssim_face"].append(ssim_face_per_frame(pred, target, face_masks, device=d))
-        if self.lpips_error is None:
-            v["lpips_face"].append(lpips_face_per_frame(pred, target, face_masks, device=d))
+        _check_pair(pred, target)
+        masks = None if face_masks is None else _clip_masks(face_masks, pred)
+        model = self._lpips_model()
+        v = {k: [] for k in self.KEYS}
+        for i, n, p, t in _float_batches(pred, target, _device(self.device)):
+            v["psnr"].append(_psnr(p, t, PSNR_CAP_DB)[:n])
+            v["ssim"].append(_ssim_batch(p, t).double().cpu().numpy()[:n])
+            if model is not None:
+                try:
+                    v["lpips"].append(_lpips(model, p, t)[:n])
+                except Exception as exc:  # e.g. frames too small for AlexNet: LPIPS None with why
+                    self.lpips_error, model = str(exc), None
+            if masks is not None:  # one crop at a time: the real frames only
+                m, p, t = masks[i:i + n], p[:n], t[:n]
+                v["psnr_face"].append(_psnr_face(p, t, m, PSNR_CAP_DB))
+                v["ssim_face"].append(_ssim_face(p, t, m))
+                if model is not None:
+                    v["lpips_face"].append(_lpips_face(model, p, t, m))
+            del p, t
+        for key, parts in v.items():
+            if parts:
+                self.values[key].append(np.concatenate(parts))
 
     def means(self) -> dict:
         """Clip values (mean over frames; face keys over the frames with a usable mask); None if none."""
@@ -295,5 +386,5 @@ __all__: Sequence[str] = (
     "ImageScores", "PSNR_CAP_DB", "psnr", "psnr_per_frame", "psnr_face", "psnr_face_per_frame",
     "ssim", "ssim_per_frame", "ssim_face", "ssim_face_per_frame",
     "lpips_distance", "lpips_per_frame", "lpips_face", "lpips_face_per_frame",
-    "get_lpips_model", "to_float_frames", "as_masks", "mask_bbox",
+    "get_lpips_model", "to_float_frames", "as_masks", "mask_bbox", "sub_batch", "SUB_BATCH_PIXELS",
 )

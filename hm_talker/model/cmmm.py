@@ -73,7 +73,7 @@ class CMMM(nn.Module):
             raise ValueError(f"au_input must be speech, mel or both, not {cfg.au_input!r}")
         self.au_head = (mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, LEAKY_SLOPE, cfg.dropout)
                         if cfg.au_input != "speech" else None)
-        speech_in = cfg.speech_window * audio_cfg.rows_per_frame * cfg.speech_dim
+        speech_in = cfg.speech_window * cfg.speech_rows * cfg.speech_dim
         self.speech_head = nn.Linear(speech_in, NUM_AUS) if cfg.au_input != "mel" else None
         # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
         for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):

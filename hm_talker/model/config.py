@@ -101,6 +101,7 @@ class CMMMNetConfig:
     dropout: float = 0.1  # dropout in the AU head (the audio -> AU map over-fits one speaker easily)
     au_input: str = "speech"  # AU head input: speech (energy/flux window: transfers across speakers), mel (implicit feature) or both
     speech_window: int = 16  # frames of speech features the AU head reads (16 = 0.64 s; must equal data.speech_window)
+    speech_rows: int = 4  # speech-feature rows per frame (10 ms mel rows; set from the identity's features)
     speech_dim: int = 2  # speech features per 10 ms row (log energy, spectral flux)
     calibrate: bool = True  # rescale predicted AUs: the speaker's prediction statistics -> the identity's measured ones
 

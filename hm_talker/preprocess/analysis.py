@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hm_talker.errors import InputError
+from hm_talker.preprocess.audio_features import frame_start, frames_in
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.landmarks import FaceMeshTracker
 from hm_talker.preprocess.media import (VideoInfo, audio_from_video, iter_frames, load_audio,
@@ -22,7 +23,7 @@ log = logging.getLogger("hm_talker")
 class ClipAnalysis:
     info: VideoInfo
     src_indices: np.ndarray  # [T] source frame of each output frame
-    audio: np.ndarray  # [T * samples_per_frame] float32 mono at cfg.sample_rate
+    audio: np.ndarray  # [frame_start(T)] float32 mono at cfg.sample_rate (audio_features.frame_start)
     landmarks: np.ndarray  # [T, 478, 3] source pixels, gaps interpolated
     missing: int  # frames whose face was interpolated
     audio_source: str
@@ -33,18 +34,17 @@ def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):
     """Fast checks before any decoding of frames: readable video, sound present, lengths agree."""
     info = probe_video(video)
     if audio_path is not None:
-        audio = load_audio(audio_path, cfg.sample_rate)
+        audio = load_audio(audio_path, cfg.sample_rate, cfg)
         audio_src = str(audio_path)
     elif not info.has_audio:
         raise InputError(video, "no sound track (pass --audio WAV to give the speech separately)")
     else:
-        audio, audio_src = audio_from_video(video, cfg.sample_rate), "track"
+        audio, audio_src = audio_from_video(video, cfg.sample_rate, cfg), "track"
     where = audio_path or video
     if not np.isfinite(audio).all():  # NaN / inf samples would poison every feature downstream
         raise InputError(where, f"sound has {int((~np.isfinite(audio)).sum())} non-finite samples (NaN or inf)")
     idx = resample_indices(info.num_frames, info.fps, cfg.fps)
-    per_frame = cfg.sample_rate // cfg.fps
-    audio_frames = int(round(len(audio) / per_frame))  # a last partial frame counts when over half
+    audio_frames = frames_in(len(audio), cfg.sample_rate, cfg.fps)  # a last partial frame counts when over half
     trimmed = 0
     if abs(audio_frames - len(idx)) > cfg.length_tolerance_frames:
         n = min(audio_frames, len(idx))
@@ -55,7 +55,8 @@ def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):
     if len(idx) < cfg.window_frames:
         raise InputError(video, f"clip too short: {len(idx)} frames at {cfg.fps} fps, shorter than "
                                 f"one audio window ({cfg.window_frames} frames)")
-    audio = np.pad(audio, (0, max(0, len(idx) * per_frame - len(audio))))[: len(idx) * per_frame]
+    n_samples = frame_start(len(idx), cfg.sample_rate, cfg.fps)  # exact at any fps (30: 533.3 a frame)
+    audio = np.pad(audio, (0, max(0, n_samples - len(audio))))[:n_samples]
     if rms_dbfs(audio) < cfg.silence_dbfs:
         log.warning("%s: the sound is silent (%.0f dBFS): lip motion cannot be learned from it",
                     where, rms_dbfs(audio))

@@ -20,10 +20,11 @@ class PreprocessConfig:
     audio_features: str = "mel"  # mel | hubert | wav2vec2
     audio_model: str = ""  # local folder with HuBERT / wav2vec2 weights (transformers format)
     n_mels: int = 80  # mel bands of the default feature
-    mel_hop: int = 160  # samples per mel row (10 ms at 16 kHz: 4 rows per video frame)
+    mel_hop: int = 160  # samples per mel row (10 ms at 16 kHz: 4 rows per 40 ms video frame)
     mel_win: int = 400  # mel analysis window in samples (25 ms)
     mel_fmin: float = 55.0  # lowest mel frequency (Hz)
     mel_fmax: float = 7600.0  # highest mel frequency (Hz)
+    audio_rows_fps: int = 25  # feature rows per frame k = what one frame at this rate holds (mel 4), at any fps
     window_frames: int = 8  # audio window around a frame; clips shorter than this are rejected
     val_fraction: float = 0.0909090909  # held-out tail of the identity (1/11 as in the anchors)
     shard_frames: int = 200  # frames per shard at most
@@ -31,6 +32,9 @@ class PreprocessConfig:
     image_format: str = "jpg"  # jpg (compact) or png (lossless)
     jpeg_quality: int = 95  # JPEG quality of stored frames
     silence_dbfs: float = -55.0  # RMS level below which the sound is reported as silent
+    clip_level: float = 0.999  # |sample| at or above this counts as clipped (full scale is 1.0)
+    max_clipped_fraction: float = 0.01  # warn when more than this share of the sound's samples is clipped
+    max_constant_fraction: float = 0.5  # warn when one non-zero value fills more than this share of the samples (stuck sound)
     length_tolerance_frames: int = 1  # audio/video length difference tolerated silently
     au_neutral_percentile: float = 5.0  # percentile of each AU feature over the identity taken as its neutral (eyelid AUs: the median)
     openface_csv: str = ""  # OpenFace CSV whose AU*_r columns replace the geometric estimate

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Iterator
 import numpy as np
 
 from hm_talker.errors import InputError
+
+log = logging.getLogger("hm_talker")
 
 
 @dataclass
@@ -91,26 +94,68 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
         raise InputError(path, f"decoding failed, file truncated or corrupt ({type(exc).__name__})") from None
 
 
-def load_audio(path, sample_rate: int) -> np.ndarray:
-    """Any file librosa reads -> float32 mono at `sample_rate`."""
+def load_audio(path, sample_rate: int, cfg=None) -> np.ndarray:
+    """A sound file (anything soundfile or ffmpeg reads) -> float32 mono at `sample_rate`.
+
+    Decoded in float at the file's own rate and channels, checked (`check_sound`: finite, else an
+    InputError; constant or clipped: a warning), then mixed to mono and resampled as librosa.load
+    does (soxr_hq). Files soundfile cannot open (.mov, .m4a, .mp3, ...) are decoded by ffmpeg as
+    32-bit float, never through an integer format: librosa's audioread fallback decodes to 16-bit
+    PCM, where NaN samples became full-scale -1.0 and passed every check. `cfg`: a
+    PreprocessConfig for the limits of `check_sound` (its defaults when None)."""
     import librosa
 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
-    try:
-        y, _ = librosa.load(str(path), sr=sample_rate, mono=True)
-    except Exception as exc:
-        if "not finite" in str(exc):  # librosa's check of the decoded samples
-            raise InputError(path, "sound has non-finite samples (NaN or inf)") from None
-        raise InputError(path, f"unreadable audio ({type(exc).__name__})") from None
+    y, sr = _decode_native(path)
     if y.size == 0:
         raise InputError(path, "audio has no samples")
-    return y.astype(np.float32)
+    check_sound(y, path, cfg)
+    y = librosa.resample(librosa.to_mono(y), orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def audio_from_video(path, sample_rate: int) -> np.ndarray:
-    """The video's sound track as float32 mono at `sample_rate` (ffmpeg does the resampling)."""
+def _decode_native(path: Path) -> tuple[np.ndarray, int]:
+    """Float32 samples ([S] or [channels, S], as librosa.load reads them) and their rate."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return f.read(dtype="float32", always_2d=False).T, int(f.samplerate)
+    except sf.SoundFileRuntimeError:
+        pass  # not a format libsndfile reads: ffmpeg below
+    except Exception as exc:  # a malformed file soundfile recognised
+        raise InputError(path, f"unreadable audio ({type(exc).__name__})") from None
+    return _decode_ffmpeg(path)
+
+
+def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """The first sound stream of any media file via ffmpeg, as 32-bit float at its own rate."""
+    if shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None:
+        raise InputError(None, "ffmpeg not found: install ffmpeg (see README)")
+    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                            "stream=sample_rate,channels", "-of", "json", str(path)], capture_output=True, text=True)
+    try:
+        stream = json.loads(probe.stdout or "{}").get("streams", [])[0]
+        sr, channels = int(stream["sample_rate"]), int(stream["channels"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        what = "no sound stream" if probe.returncode == 0 else "not a media file"
+        raise InputError(path, f"unreadable audio ({what})") from None
+    if sr <= 0 or channels <= 0:
+        raise InputError(path, "unreadable audio (no sample rate or channels)")
+    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-vn",
+                          "-ac", str(channels), "-f", "f32le", "-"], capture_output=True)
+    if out.returncode != 0:
+        raise InputError(path, "unreadable audio (ffmpeg could not decode it)")
+    y = np.frombuffer(out.stdout, dtype=np.float32)
+    y = y[: len(y) // channels * channels].reshape(-1, channels).T
+    return (y[0] if channels == 1 else y).copy(), sr
+
+
+def audio_from_video(path, sample_rate: int, cfg=None) -> np.ndarray:
+    """The video's sound track as float32 mono at `sample_rate` (ffmpeg does the resampling, in
+    float: NaN samples stay NaN), checked by `check_sound` (`cfg` as for `load_audio`)."""
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     out = subprocess.run(cmd, capture_output=True)
@@ -119,7 +164,40 @@ def audio_from_video(path, sample_rate: int) -> np.ndarray:
     y = np.frombuffer(out.stdout, dtype=np.float32).copy()
     if y.size == 0:
         raise InputError(path, "sound track is empty")
+    check_sound(y, path, cfg)
     return y
+
+
+def check_sound(y: np.ndarray, where, cfg=None) -> None:
+    """Every decoded sound, whichever decoder read it: non-finite samples are an InputError naming
+    `where`; a sound stuck at one value, or clipped, over the shares `cfg` allows is a warning."""
+    if cfg is None:
+        from hm_talker.preprocess.config import PreprocessConfig
+
+        cfg = PreprocessConfig()
+    bad = int(y.size - np.count_nonzero(np.isfinite(y)))
+    if bad:  # NaN / inf samples would poison every feature (and are no speech)
+        raise InputError(where, f"sound has {bad} non-finite samples (NaN or inf)")
+    clipped = float(np.count_nonzero(np.abs(y) >= cfg.clip_level)) / y.size
+    if clipped > cfg.max_clipped_fraction:
+        log.warning("%s: %.1f %% of the sound's samples are clipped (|x| >= %g; more than %g %% is "
+                    "distorted speech)", where, 100 * clipped, cfg.clip_level, 100 * cfg.max_clipped_fraction)
+    value, share = _most_common_nonzero(y)
+    if share > cfg.max_constant_fraction:
+        log.warning("%s: the sound holds one value (%.4g) in %.1f %% of its samples (more than %g %% is "
+                    "a stuck or broken sound, not speech)", where, value, 100 * share,
+                    100 * cfg.max_constant_fraction)
+
+
+def _most_common_nonzero(y: np.ndarray) -> tuple[float, float]:
+    """(value, share of all samples) of the most frequent non-zero sample value; exact zeros are
+    digital silence, which the silence check reports."""
+    nz = y[y != 0].ravel()
+    if not nz.size:
+        return 0.0, 0.0
+    values, counts = np.unique(nz, return_counts=True)
+    i = int(np.argmax(counts))
+    return float(values[i]), float(counts[i]) / y.size
 
 
 def rms_dbfs(y: np.ndarray) -> float:

@@ -53,19 +53,21 @@ def phone_segments(audio: np.ndarray, sr: int, hop: int, dither: float = DITHER)
 def phone_features(audio: np.ndarray, num_frames: int, sr: int, fps: int, hop: int) -> np.ndarray:
     """[S] audio -> [num_frames, k, len(PHONES)] one-hot of the recognised phone per `hop` row.
 
-    Row j of frame t covers samples around (t*k + j) * hop, as in `audio_features.log_mel`
-    (k = sr / fps / hop). Rows the decoder did not reach are silence.
+    Row j of frame t is the decoder's row nearest to time (t + j / k) / fps, k rows per frame as
+    in `audio_features.log_mel` (k = 4 for 10 ms rows; at 25 fps row t*k + j itself). Rows the
+    decoder did not reach are silence.
     """
-    per_frame = sr // fps
-    if per_frame % hop:
-        raise ValueError(f"phone hop {hop} must divide the samples per frame {per_frame}")
-    k = per_frame // hop
-    rows = num_frames * k
-    y = np.zeros(num_frames * per_frame, dtype=np.float32)
+    from hm_talker.preprocess.audio_features import frame_start, row_positions, rows_per_frame
+
+    k = rows_per_frame(sr / hop)
+    y = np.zeros(frame_start(num_frames, sr, fps), dtype=np.float32)
     y[: min(len(audio), len(y))] = audio[: len(y)]
-    idx = np.zeros(rows, np.int64)  # SIL
+    n_rows = len(y) // hop + 1
+    idx = np.zeros(n_rows, np.int64)  # SIL
     for phone, start, end in phone_segments(y, sr, hop):
-        idx[max(0, start): min(rows, end + 1)] = _INDEX.get(phone, 0)
-    out = np.zeros((rows, len(PHONES)), np.float32)
-    out[np.arange(rows), idx] = 1.0
+        idx[max(0, start): min(n_rows, end + 1)] = _INDEX.get(phone, 0)
+    base, frac = row_positions(num_frames, k, sr, fps, hop)
+    rows = idx[np.minimum(base + (frac >= 0.5), n_rows - 1)]  # one-hot rows: the nearest, not a blend
+    out = np.zeros((len(rows), len(PHONES)), np.float32)
+    out[np.arange(len(rows)), rows] = 1.0
     return out.reshape(num_frames, k, len(PHONES))

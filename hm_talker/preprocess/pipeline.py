@@ -19,14 +19,16 @@ from tqdm import tqdm
 
 from hm_talker.constants import AU_NAMES
 from hm_talker.errors import InputError
+from hm_talker.output_lock import OutputLock
 from hm_talker.preprocess import shards as sh
 from hm_talker.preprocess.analysis import ClipAnalysis, analyse_clip
-from hm_talker.preprocess.audio_features import log_mel, ssl_features
+from hm_talker.preprocess.audio_features import frame_start, log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
+from hm_talker.preprocess.speech_features import SPEECH_KIND, speech_features_of
 from hm_talker.preprocess.track import crop_boxes, crop_frame, to_crop_coords
 from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
 from hm_talker.safe_read import read_json
@@ -53,8 +55,17 @@ def list_videos(inputs) -> list[Path]:
     return out
 
 
+# fields added after identities were made, which leave the output unchanged at their defaults
+# (sound warnings; k rows per frame at 25 fps): left out of the fingerprint while at the default,
+# so an identity made before them is still up to date
+LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction", "audio_rows_fps")
+
+
 def fingerprint(videos: list[Path], audio: Path | None, cfg: PreprocessConfig) -> str:
-    h = hashlib.sha256(repr(sorted(dataclasses.asdict(cfg).items())).encode())
+    default = PreprocessConfig()
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in LATER_FIELDS or v != getattr(default, k)}
+    h = hashlib.sha256(repr(sorted(settings.items())).encode())
     for p in videos + ([audio] if audio else []):
         if p.is_file():
             with open(p, "rb") as fh:
@@ -77,6 +88,7 @@ def versions() -> dict:
     return out
 
 
+
 def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[str, np.ndarray]:
     """Per-frame arrays of the whole identity (small: no images)."""
     clip_ids = np.concatenate([np.full(len(c.src_indices), i) for i, c in enumerate(clips)])
@@ -92,19 +104,22 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
         aus = read_openface_csv(cfg.openface_csv, clips[0].info.num_frames, clips[0].src_indices)
     else:
         aus = calib.apply(canon)
-    audio = []
+    audio, speech = [], []
     for c in clips:
         n = len(c.src_indices)
+        mel = log_mel(c.audio, n, cfg.sample_rate, cfg.fps, cfg.n_mels, cfg.mel_hop, cfg.mel_win, cfg.mel_fmin,
+                      cfg.mel_fmax, cfg.audio_rows_fps)
         if cfg.audio_features == "mel":
-            audio.append(log_mel(c.audio, n, cfg.sample_rate, cfg.fps, cfg.n_mels, cfg.mel_hop,
-                                 cfg.mel_win, cfg.mel_fmin, cfg.mel_fmax))
+            audio.append(mel)
         elif cfg.audio_features in ("hubert", "wav2vec2"):
             audio.append(ssl_features(c.audio, n, cfg.sample_rate, cfg.fps, cfg.audio_model,
-                                      cfg.audio_features))
+                                      cfg.audio_features, cfg.audio_rows_fps))
         else:
             raise InputError(None, f"unknown --audio-features {cfg.audio_features!r} (mel, hubert, wav2vec2)")
+        speech.append(speech_features_of(mel))  # from the sound itself, whatever the audio features are
     return {
-        "audio": np.concatenate(audio), "aus": aus.astype(np.float32), "landmarks": lms_crop,
+        "audio": np.concatenate(audio), "speech": np.concatenate(speech), "aus": aus.astype(np.float32),
+        "landmarks": lms_crop,
         "canonical": canon, "extrinsics": ext, "intrinsics": K, "boxes": boxes.astype(np.float32),
         "clip_ids": clip_ids.astype(np.int32), "src_frames": np.concatenate([c.src_indices for c in clips]),
         "mean_shape": shape.astype(np.float32), "_calibration": calib.to_dict(),
@@ -170,7 +185,14 @@ def preprocess(inputs, out_dir, cfg: PreprocessConfig | None = None, audio=None)
     check_preprocess_config(cfg)
     out = Path(out_dir)
     created = check_writable_dir(out, owned=is_identity_dir)  # never a user's folder
-    before = set(os.listdir(out)) if out.is_dir() else set()
+    # one writer per identity folder, for the whole run: a second preprocess of the same --out fails
+    # at once (the lock makes OUT when it is new, and removes it again if nothing else was written)
+    with OutputLock(out, "preprocess"):
+        return _preprocess_locked(videos, audio, out, created, cfg)
+
+
+def _preprocess_locked(videos, audio, out: Path, created, cfg: PreprocessConfig) -> dict:
+    before = set(os.listdir(out))
     fp = fingerprint(videos, audio, cfg)
     mpath = out / "manifest.json"
     if mpath.is_file():
@@ -236,8 +258,8 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     tmp.replace(out / "features.npz")
     import soundfile as sf  # the identity's 16 kHz sound, frame-aligned: for sync metrics
 
-    sf.write(out / "audio.partial.wav", np.concatenate([c.audio for c in clips]), cfg.sample_rate,
-             format="WAV", subtype="FLOAT")
+    sf.write(out / "audio.partial.wav", identity_sound(clips, cfg), cfg.sample_rate, format="WAV",
+             subtype="FLOAT")
     (out / "audio.partial.wav").replace(out / "audio.wav")
 
     plan = state["plan"]
@@ -256,6 +278,18 @@ def _write(out: Path, clips, feats, cfg, fp, videos) -> dict:
     sh.write_json_atomic(out / "manifest.json", manifest)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def identity_sound(clips, cfg) -> np.ndarray:
+    """The clips' sound end to end, frame i of the identity at sample frame_start(i) exactly: each
+    clip's sound fitted to its span of the identity's frame clock (at 25 fps it already is; at 30
+    a clip may be one sample longer or shorter than its own round(frames * sr / fps))."""
+    starts = frame_start(np.cumsum([0] + [len(c.src_indices) for c in clips]), cfg.sample_rate, cfg.fps)
+    parts = []
+    for c, a, b in zip(clips, starts[:-1], starts[1:]):
+        y = c.audio[: b - a]
+        parts.append(np.pad(y, (0, b - a - len(y))))  # zeros, as check_media pads
+    return np.concatenate(parts)
 
 
 def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
@@ -285,6 +319,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
             "intrinsics": {"shape": [3, 3]},
             "audio": {"kind": cfg.audio_features, "shape": list(feats["audio"].shape[1:]),
                       "rows_per_frame": int(feats["audio"].shape[1])},
+            "speech": {"kind": SPEECH_KIND, "shape": list(feats["speech"].shape[1:])},
         },
         "audio_file": "audio.wav",
         "au_calibration": feats["_calibration"],

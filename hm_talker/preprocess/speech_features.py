@@ -115,3 +115,13 @@ def mouth_audio_features(log_mel_feats: np.ndarray, kind: str = "energy",
     if kind == "energy+cmvn":
         return np.concatenate([frame_energy(log_mel_feats), cmvn(log_mel_feats)], -1)
     raise ValueError(f"unknown mouth feature kind {kind!r} ({', '.join(MOUTH_FEATURE_KINDS)})")
+
+
+SPEECH_KIND = "energy"  # CMMM's speaker-free speech features: per-row log energy and spectral flux, z-scored
+
+
+def speech_features_of(log_mel_feats: np.ndarray) -> np.ndarray:  # [T, k, n_mels] of one clip -> [T, k, 2]
+    """CMMM's speaker-free input of one utterance, from its log-mel: computed from the sound itself for every
+    audio-feature kind (mel, HuBERT, wav2vec2), the same way for the identity (preprocessing stores it in
+    features.npz as "speech") and for any driving speech (hm_talker.driving.speech)."""
+    return mouth_audio_features(log_mel_feats, SPEECH_KIND)

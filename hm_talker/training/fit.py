@@ -32,7 +32,7 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
 
 def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Path:
-    from hm_talker.data.identity import check_training_frames, load_features, load_manifest
+    from hm_talker.data.identity import check_training_frames, load_features, load_manifest, speech_rows
     from hm_talker.training import slurm_env
 
     root = Path(cfg.data.root)
@@ -41,6 +41,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     # the audio encoder's input follows the identity's features (mel, HuBERT, ...)
     k, d = manifest["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
+    cfg.cmmm.net.speech_rows = speech_rows(manifest)
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)

@@ -18,16 +18,17 @@ def fit_cmmm(config_path: str | None, overrides: list[str]) -> Path:
     """`hm-talker fit-cmmm`: returns RUN_DIR."""
     from hm_talker.config.cmmm import load_config
     from hm_talker.config.loading import flat_dict
-    from hm_talker.data.identity import load_manifest
+    from hm_talker.data.identity import load_manifest, speech_rows
     from hm_talker.tracking import lightning_logger, run_settings
     from hm_talker.training.stage1 import train_cmmm
 
     cfg = load_config(config_path, overrides)
-    shapes = {tuple(load_manifest(Path(r))["features"]["audio"]["shape"]) for r in cfg.data.roots}
+    manifests = [load_manifest(Path(r)) for r in cfg.data.roots]
+    shapes = {(*m["features"]["audio"]["shape"], speech_rows(m)) for m in manifests}
     if len(shapes) != 1:
         raise InputError(None, f"identities have different audio features {sorted(shapes)}: preprocess them alike")
-    k, d = shapes.pop()
-    cfg.audio.rows_per_frame, cfg.audio.feature_dim = int(k), int(d)
+    k, d, ks = shapes.pop()
+    cfg.audio.rows_per_frame, cfg.audio.feature_dim, cfg.cmmm.net.speech_rows = int(k), int(d), int(ks)
     name = cfg.run.name or f"cmmm-{Path(cfg.data.roots[0]).name}-seed{cfg.seed}"
     run_dir = Path(cfg.run.dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)

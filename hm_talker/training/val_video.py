@@ -58,6 +58,8 @@ class ValidationVideo(L.Callback):
             return None
         import soundfile as sf
 
+        from hm_talker.preprocess.audio_features import frame_start
+
         wav, sr = sf.read(self.identity / "audio.wav", dtype="float32")
-        per = sr // self.fps
-        return wav[self.frames[0] * per:(self.frames[-1] + 1) * per]
+        # frame i's sound starts at round(i * sr / fps): sr // fps drifts at 30 fps (533.3 a frame)
+        return wav[frame_start(self.frames[0], sr, self.fps):frame_start(self.frames[-1] + 1, sr, self.fps)]
