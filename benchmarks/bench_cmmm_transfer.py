@@ -36,10 +36,13 @@ MOUTH = [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]
 
 
 def load_net(ckpt: Path) -> tuple[CMMM, CMMMFitConfig]:
-    """A CMMM with the default architecture and the checkpoint's weights, in eval mode."""
+    """The checkpoint's CMMM (its own architecture, from the config it stores), in eval mode."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.structured(CMMMFitConfig)
+    from hm_talker.safe_read import load_checkpoint
+
+    stored = load_checkpoint(ckpt, "CMMM checkpoint").get("config") or {}
+    cfg = OmegaConf.merge(OmegaConf.structured(CMMMFitConfig), stored)
     net = build_net(cfg)
     load_cmmm_weights(net, ckpt, cfg.audio)
     return net.eval(), cfg

@@ -60,6 +60,28 @@ class SpeakerStats:
         return SpeakerStats(move(self.audio_mean), move(self.audio_std), move(self.pred_mean), move(self.pred_std))
 
 
+class SpeechConv(nn.Module):
+    """The nonlinear temporal AU head: speech window [B, Ws, k, 2] -> AU logits [B, 17]. Strided 1D
+    convolutions along its Ws * k rows of 10 ms (time) with the speech features as channels, then a linear
+    map of what they leave (the order of events in the window matters: a syllable's onset, its peak)."""
+
+    def __init__(self, rows: int, dim: int, channels: list[int], kernel: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, t = dim, rows
+        for ch in channels:
+            layers += [nn.Conv1d(c, ch, kernel, stride=2, padding=kernel // 2), nn.LeakyReLU(LEAKY_SLOPE)]
+            c, t = ch, (t + 2 * (kernel // 2) - kernel) // 2 + 1
+        self.conv = nn.Sequential(*layers)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out = nn.Linear(c * t, NUM_AUS)
+
+    def forward(self, speech_window: Tensor) -> Tensor:  # [B, Ws, k, 2] -> [B, 17]
+        b, w, k, d = speech_window.shape
+        x = self.conv(speech_window.reshape(b, w * k, d).transpose(1, 2))  # [B, C, T']
+        return self.out(self.drop(x.flatten(1)))
+
+
 class CMMM(nn.Module):
     """Cross-Modal Mapping Module: audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17];
     AUs -> explicit [B, E]."""
@@ -74,7 +96,13 @@ class CMMM(nn.Module):
         self.au_head = (mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, LEAKY_SLOPE, cfg.dropout)
                         if cfg.au_input != "speech" else None)
         speech_in = cfg.speech_window * cfg.speech_rows * cfg.speech_dim
-        self.speech_head = nn.Linear(speech_in, NUM_AUS) if cfg.au_input != "mel" else None
+        if cfg.speech_head not in ("linear", "conv"):
+            raise ValueError(f"speech_head must be linear or conv, not {cfg.speech_head!r}")
+        self.speech_head = None
+        if cfg.au_input != "mel":
+            self.speech_head = (nn.Linear(speech_in, NUM_AUS) if cfg.speech_head == "linear" else
+                                SpeechConv(cfg.speech_window * cfg.speech_rows, cfg.speech_dim, list(cfg.speech_channels),
+                                           cfg.speech_kernel, cfg.dropout))
         # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
         for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):
             self.register_buffer(name, torch.full((NUM_AUS,), value))
@@ -127,7 +155,8 @@ class CMMM(nn.Module):
         if self.speech_head is not None:
             if speech_window is None:
                 raise ValueError("this CMMM reads speech features: the batch has no speech_window")
-            logits = logits + self.speech_head(speech_window.flatten(1))
+            logits = logits + self.speech_head(speech_window.flatten(1) if isinstance(self.speech_head, nn.Linear)
+                                               else speech_window)
         raw = torch.sigmoid(logits) * AU_MAX
         return {"implicit": implicit, "aus": self.calibrated(raw, speaker), "raw_aus": raw, "frames": frames}
 
@@ -136,7 +165,7 @@ class CMMM(nn.Module):
         """Start from the mean predictor: the AU head's output bias so that a zero input predicts `mean_aus`."""
         p = (torch.as_tensor(mean_aus, dtype=torch.float32) / AU_MAX).clamp(1e-3, 1 - 1e-3)
         head = self.speech_head if self.speech_head is not None else self.au_head[-1]
-        head.bias.copy_(torch.log(p / (1 - p)))
+        getattr(head, "out", head).bias.copy_(torch.log(p / (1 - p)))
         if self.speech_head is not None and self.au_head is not None:
             self.au_head[-1].bias.zero_()
 
