@@ -44,13 +44,13 @@ FIT_RANGES: dict[str, tuple] = {
     "hmmm.upper_au_source": ("frames", "predicted", "constant"), "hmmm.gate_hidden_dim": (1, 1 << 16),
     "sfp.schedule": ("alternate", "random", "curriculum"), "sfp.p_measured": (0.0, 1.0),
     "sfp.period": (1, INF), "sfp.curriculum_steps": (1, INF), "sfp.seed": (0, 2**32 - 1),
-    "sfp.predicted_lip_motion": (0.0, INF),
+    "sfp.predicted_lip_motion": (0.0, INF), "sfp.predicted_implicit": ("audio", "silent"),
     "cmmm.pretrain_steps": (0, INF), "cmmm.pretrain_batch_size": (1, 1 << 16), "cmmm.lr": (1e-12, INF),
     "cmmm.weight_decay": (0.0, INF), "cmmm.au_loss": (0.0, INF),
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "conv"),
     "cmmm.net.speech_kernel": (1, 63), "cmmm.net.speech_window": (1, 1024),
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
-    "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.upper_au_edge": (1e-4, 10.0),
+    "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),
 }
 FIT_NONNEGATIVE_PREFIXES = ("loss.",)  # every other number under these: >= 0 (weights)
 FIT_POSITIVE_PREFIXES = ("optim.lr_",)  # learning rates: > 0

@@ -16,6 +16,7 @@ class SFPConfig:
     curriculum_steps: int = 1000  # curriculum only: steps over which p(measured) falls linearly from 1 to p_measured
     seed: int = 0  # random / curriculum draws: hash of (seed, step)
     predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
+    predicted_implicit: str = "audio"  # the implicit feature on predicted-AU steps: audio, or silent (at its mean: those steps must render from the predicted AUs alone)
 
 
 # --------------------------------------------------------------------------- what a config trains
@@ -70,7 +71,8 @@ def effective_key(cfg, run_seed: int) -> tuple:
     """
     if not cfg.enabled:
         return ("measured-only",)
-    p, lm = float(cfg.p_measured), float(cfg.predicted_lip_motion)
+    p = float(cfg.p_measured)
+    lm = (float(cfg.predicted_lip_motion), str(getattr(cfg, "predicted_implicit", "audio")))  # predicted steps
     if cfg.schedule == "alternate":
         k = measured_per_cycle(cfg)
         if k >= cfg.period:

@@ -151,4 +151,6 @@ class ModelConfig:
     upper_au_edge: float = 0.05  # width of that boundary's soft edge (head units; eye distance 1)
     render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
     tile_size: int = 16  # rasteriser tile edge in pixels
+    face_region: str = "pose"  # where the head is rendered (the real frame outside): pose (the identity's face outline under the frame's head pose: no real mouth shapes it) or frame (the frame's own face mask)
+    face_region_chin: float = 0.25  # pose region: the outline below the nose tip stretched down by this share (room for the open jaw)
     silence_audio: bool = False  # a deaf control: every audio input at its mean (no information), in training and driving

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hm_talker.constants import LM
+from hm_talker.constants import FACE_OVAL, LM
 from hm_talker.model.config import DeformationConfig, GaussianConfig, HMMMConfig
 from hm_talker.model.deformation import FaceDeformation, MouthDeformation, apply_deformation
 from hm_talker.render import GaussianModel, RenderConfig, rasterize, rgb_to_sh
@@ -24,11 +24,27 @@ INNER_LIP_IDX = [13, 14, 78, 308]  # MediaPipe inner-lip landmarks (upper, lower
 BRANCHES = ("face", "mouth")
 
 
-def face_region(masks: Tensor, radius: int) -> Tensor:  # [B, 3, H, W] masks -> [B, 1, H, W]
-    """The rendered region of each frame: its face mask dilated by `radius` pixels (the real frame is
-    composited outside it, and the photometric losses are taken inside it)."""
-    mask = masks[:, :1].float()
+def dilate(mask: Tensor, radius: int) -> Tensor:  # [B, 1, H, W] -> same
     return F.max_pool2d(mask, 2 * radius + 1, stride=1, padding=radius) if radius > 0 else mask
+
+
+def face_region(masks: Tensor, radius: int) -> Tensor:  # [B, 3, H, W] masks -> [B, 1, H, W]
+    """The frame's own face mask dilated by `radius` pixels (model.face_region=frame: the old region, which
+    follows the frame's real jaw: see pose_region)."""
+    return dilate(masks[:, :1].float(), radius)
+
+
+def polygon_mask(poly: Tensor, h: int, w: int) -> Tensor:  # [B, P, 2] pixel (x, y), in order -> [B, 1, H, W]
+    """1 where a pixel centre lies inside the closed polygon (crossing number), else 0."""
+    ys = torch.arange(h, device=poly.device, dtype=poly.dtype) + 0.5
+    xs = torch.arange(w, device=poly.device, dtype=poly.dtype) + 0.5
+    x0, y0 = poly[..., 0, None], poly[..., 1, None]  # [B, P, 1]
+    nxt = poly.roll(-1, dims=1)
+    x1, y1 = nxt[..., 0, None], nxt[..., 1, None]
+    spans = (y0 <= ys) != (y1 <= ys)  # [B, P, H]: the edge crosses this row
+    xc = x0 + (ys - y0) * (x1 - x0) / torch.where((y1 - y0).abs() < 1e-9, torch.full_like(y1, 1e-9), y1 - y0)
+    crossings = (spans.unsqueeze(-1) & (xs < xc.unsqueeze(-1))).sum(1)  # [B, H, W]: crossings to the right
+    return (crossings % 2 == 1).float().unsqueeze(1)
 
 
 class GaussianBranch(GaussianModel):
@@ -50,7 +66,7 @@ class GaussianHead(nn.Module):
 
     def __init__(self, g: GaussianConfig, deformation: DeformationConfig, hmmm: HMMMConfig,
                  mean_shape: np.ndarray, seed: int, render_cfg: RenderConfig, upper_au_reach: float = 0.5,
-                 upper_au_edge: float = 0.05) -> None:
+                 upper_au_edge: float = 0.05, face_region_chin: float = 0.25) -> None:
         super().__init__()
         self.sh_degree, self.render_cfg = g.sh_degree, render_cfg
         # Initial Gaussians from the mean landmark shape; a private generator so that the data
@@ -77,6 +93,12 @@ class GaussianHead(nn.Module):
         eye_y = float((shape[LM["r_eye_outer"], 1] + shape[LM["l_eye_outer"], 1]) / 2)
         self.au_limit = eye_y + upper_au_reach * (float(shape[LM["nose_tip"], 1]) - eye_y)
         self.au_edge = max(upper_au_edge, 1e-4)
+        # the rendered region's outline in the head frame: the mean shape's face oval with the part below the
+        # nose tip stretched down by face_region_chin (room for the open jaw); projected per frame by its pose
+        oval = shape[FACE_OVAL].clone()
+        below = oval[:, 1] > shape[LM["nose_tip"], 1]
+        oval[below, 1] = shape[LM["nose_tip"], 1] + (oval[below, 1] - shape[LM["nose_tip"], 1]) * (1 + face_region_chin)
+        self.register_buffer("region_outline", oval, persistent=False)  # [P, 3]
 
     def branches(self) -> dict[str, GaussianBranch]:
         return {"face": self.face, "mouth": self.mouth}
@@ -97,6 +119,16 @@ class GaussianHead(nn.Module):
         """Where the eye/brow AUs may move face Gaussians: 1 above the limit (eyes, brows, forehead), 0 below
         it (nose, cheeks, lips, jaw), a soft edge between: the mouth follows the audio alone."""
         return torch.sigmoid((self.au_limit - self.face.means[:, 1].detach()) / self.au_edge)
+
+    def pose_region(self, batch: dict, radius: int) -> Tensor:  # -> [B, 1, H, W]
+        """Where the head is rendered: the identity's face outline (mean shape, chin stretched for the jaw) under
+        the frame's head pose only, dilated by `radius` pixels. It depends on no expression, so the frame's real
+        mouth and jaw (the held-out frame scored, or the training frame replayed by `infer`) never shape it."""
+        E, K = batch["extrinsics"].float(), batch["intrinsics"].float()  # [B, 4, 4], [B, 3, 3]
+        cam = self.region_outline @ E[:, :3, :3].transpose(1, 2) + E[:, None, :3, 3]  # [B, P, 3]
+        uv = cam @ K.transpose(1, 2)
+        uv = uv[..., :2] / uv[..., 2:].clamp_min(1e-6)
+        return dilate(polygon_mask(uv, *batch["image"].shape[-2:]), radius)
 
     def _render_branch(self, name: str, means: Tensor, quats: Tensor, log_scales: Tensor,
                        viewmats: Tensor, Ks: Tensor, h: int, w: int):

@@ -48,10 +48,13 @@ class TalkingHead(nn.Module):
             raise ValueError(f"hmmm.upper_au_source must be frames, predicted or constant, not {hmmm.upper_au_source!r}")
         self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
         self.silence_audio = model.silence_audio
+        if model.face_region not in ("pose", "frame"):
+            raise ValueError(f"model.face_region must be pose or frame, not {model.face_region!r}")
+        self.region_kind = model.face_region
         self.upper_au_idx = [AU_NAMES.index(a) for a in model.upper_aus]
         render_cfg = render_cfg or RenderConfig(backend=model.render_backend, tile_size=model.tile_size)
         self.head = GaussianHead(model.gaussians, model.deformation, hmmm, mean_shape, cfg.seed, render_cfg,
-                                 model.upper_au_reach, model.upper_au_edge)
+                                 model.upper_au_reach, model.upper_au_edge, model.face_region_chin)
         self.cmmm = CMMM(model.audio, cmmm, hmmm.explicit_aus)
 
     @property
@@ -74,6 +77,8 @@ class TalkingHead(nn.Module):
             audio = self.cmmm.uninformative(audio, speaker)
             speech = None if speech is None else torch.zeros_like(speech)  # z-scored: 0 is its mean
         out = self.cmmm(audio, speech, speaker)
+        if batch.get("silent_implicit", False) and self.mode == "hybrid":  # predicted AUs from the real audio,
+            out["implicit"] = self.cmmm(self.cmmm.uninformative(audio, speaker), speech, speaker)["implicit"]  # no voice
         implicit = out["implicit"] if self.mode != "explicit" else torch.zeros_like(out["implicit"])
         explicit = None
         if self.mode != "implicit":
@@ -97,7 +102,9 @@ class TalkingHead(nn.Module):
 
     def render(self, batch: dict, deformed: dict) -> dict:
         """Composite per frame (see GaussianHead.render): rgb [B, 3, H, W], alpha, metas, face_mask."""
-        return self.head.render(batch, deformed, face_region(batch["masks"], self.mask_dilate))
+        region = (self.head.pose_region(batch, self.mask_dilate) if self.region_kind == "pose"
+                  else face_region(batch["masks"], self.mask_dilate))
+        return self.head.render(batch, deformed, region)
 
 
 

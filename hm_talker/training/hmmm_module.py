@@ -137,6 +137,10 @@ class HMMMModule(TalkingHead, L.LightningModule):
         self._set_lrs(torch_opt, step)
         source = self.last_source = self.sfp.source(step)  # SFP: the explicit source of this step
         face_grad = step >= self.cfg.schedule.mouth_warmup_steps
+        if source == PREDICTED and self.cfg.sfp.predicted_implicit == "silent":
+            # the audio reaches these steps only through CMMM's predicted AUs: they cannot learn to lean on the
+            # training speaker's own voice (the implicit feature), which another speaker's speech does not carry
+            batch = {**batch, "silent_implicit": True}
         deformed = self.deform(batch, source=source, face_grad=face_grad)
         out = self.render(batch, deformed)
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
