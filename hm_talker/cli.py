@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = ("preprocess", "fit", "sweep", "demo")  # commands that continue where an interrupted run stopped
+
+
 def _sigterm_to_interrupt(signum, frame):
     raise KeyboardInterrupt  # so that `with` blocks clean up partial output, as for Ctrl-C
 
@@ -156,8 +159,11 @@ def main(argv=None) -> int:
         print(f"hm-talker: {exc.message}; resume with: {_resume_line(argv)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("hm-talker: interrupted (finished work is kept; run the same command to resume)",
-              file=sys.stderr)
+        if args.command in RESUMABLE:
+            print("hm-talker: interrupted (finished work is kept; run the same command to resume)", file=sys.stderr)
+        else:
+            print(f"hm-talker: interrupted ({args.command} keeps no progress: running it again starts over)",
+                  file=sys.stderr)
         return 130
     finally:
         if main_thread:

@@ -45,6 +45,10 @@ def load_yaml_config(path):
         raise InputError(path, f"bad YAML ({first})") from None
     except (OmegaConfBaseException, ValueError, TypeError) as exc:
         raise InputError(path, f"bad config: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:  # OmegaConf's "Invalid loaded object type: int" (a scalar or null file) is an OSError
+        if "Invalid loaded object type" not in str(exc):
+            raise
+        raise InputError(path, f"a config file must hold a mapping of keys (key: value), not {str(exc).split(': ')[-1]}") from None
     if not OmegaConf.is_dict(cfg):
         raise InputError(path, "a config file must hold a mapping of keys (key: value)")
     return cfg

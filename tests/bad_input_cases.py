@@ -569,6 +569,22 @@ for _kv, _key in [("audio_rows_fps=0", "audio_rows_fps"), ("clip_level=0", "clip
     case(f"preprocess-set-{_kv}", needs=("clip",))(_set19)
 
 
+@case("fit-config-file-holding-a-scalar", notes="was: `Invalid loaded object type: int`, no file named")
+def _(ws, fx):
+    (ws / "scalar.yaml").write_text("5\n")
+    return ["fit", str(ws / "scalar.yaml")], "must hold a mapping of keys", "scalar.yaml"
+
+
+@case("fit-resume-past-max-steps", needs=("ident", "ckpt"),
+      notes="was: exit 0, nothing trained, summary.json rewritten without a word")
+def _(ws, fx):
+    run = ws / "runs" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(fx["ckpt"], run / "checkpoints" / "last.ckpt")  # a step-20 checkpoint
+    (run / "summary.json").write_text(json.dumps({"metrics": {"psnr_val": 20.0}}))
+    return [*fit_argv(fx, ws, "run.name=r"), "--resume"], "at step 20, past trainer.max_steps=5", "last.ckpt"
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every path under root with its size and modification time (what 'nothing changed' means)."""
     out = {}

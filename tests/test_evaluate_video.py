@@ -46,3 +46,18 @@ def test_a_reference_without_a_face_is_a_one_line_error(trained_ckpt, tmp_path, 
 def test_drive_video_takes_only_a_checkpoint(tmp_path, capsys):
     assert main(["evaluate", "--ckpt", "a", "--data", "b", "--drive-video", "c", "--out", str(tmp_path)]) == 2
     assert "evaluate takes" in capsys.readouterr().err
+
+
+def test_a_reference_with_short_sound_is_warned_about_and_noted(trained_ckpt, synthetic_clip, tmp_path, capsys):
+    """Picture 6 s, sound 1 s: the driven clip is as long as the sound, so 1 s is scored; say so (issue 19.6)."""
+    ref = tmp_path / "short_sound.mp4"
+    ffmpeg("-i", str(synthetic_clip.path), "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-af", "atrim=0:1",
+           "-c:a", "aac", str(ref))
+    capsys.readouterr()
+    assert main(["evaluate", "--ckpt", str(trained_ckpt), "--drive-video", str(ref), "--out", str(tmp_path / "o")]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "WARNING" in ln and "short_sound.mp4" in ln]
+    # aac pads the 1 s of sound to whole 1024-sample frames: 1.02 s
+    assert len(warned) == 1 and "picture 6.00 s, sound 1.02 s" in warned[0], warned
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert "picture 6.00 s, sound 1.02 s" in m["notes"]["reference_length"]
+    assert m["num_frames"] == 26 and m["reference_frames"] == 150  # what was scored, and what REF holds

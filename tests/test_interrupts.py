@@ -81,6 +81,8 @@ def test_terminated_infer_leaves_nothing(trained_ckpt, long_speech, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no hidden work folder
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]  # infer keeps nothing: it must not promise a resume
+    assert last == "hm-talker: interrupted (infer keeps no progress: running it again starts over)", last
 
 
 @pytest.mark.slow

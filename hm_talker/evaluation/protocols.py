@@ -12,6 +12,7 @@ The driven videos are written to OUT/driven.mp4 as they render and scored from t
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from hm_talker.evaluation.scoring import (clip_landmarks, face_geometry, score_a
                                           score_mouth_against, video_landmarks)
 
 SELF_BATCH = 8  # held-out frames rendered at once in the self-driven protocol
+LENGTH_TOLERANCE_S = 0.5  # a reference whose picture and sound differ by more is warned about (and noted)
+log = logging.getLogger("hm_talker")
 
 
 def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measured_lower_face: bool = False) -> dict:
@@ -64,6 +67,7 @@ class Reference:
     path: Path
     audio: np.ndarray  # [S] float32 mono at the identity's sample rate
     landmarks: np.ndarray  # [T, 478, 3] face mesh at 25 fps, NaN without a face
+    note: str | None = None  # its picture and sound differ in length: what is scored
 
     @property
     def name(self) -> str:  # for file names and metric keys: letters, digits, '.', '_' and '-' only
@@ -77,9 +81,17 @@ def reference_video(ref_path, sample_rate: int, seconds: float | None = None) ->
     from hm_talker.preprocess.media import audio_from_video, probe_video
 
     ref_path = Path(ref_path)
-    if not probe_video(ref_path).has_audio:
+    info = probe_video(ref_path)
+    if not info.has_audio:
         raise InputError(ref_path, "has no sound track: --drive-video needs a video of someone speaking, with sound")
     audio = audio_from_video(ref_path, sample_rate)
+    note = None
+    picture_s, sound_s = info.duration, len(audio) / sample_rate
+    if abs(picture_s - sound_s) > LENGTH_TOLERANCE_S:  # the driven clip is as long as the sound: say what is scored
+        scored = min(picture_s, sound_s) if seconds is None else min(picture_s, sound_s, seconds)
+        note = (f"picture {picture_s:.2f} s, sound {sound_s:.2f} s: the mouth is scored over the first "
+                f"{scored:.2f} s only")
+        log.warning("%s: %s", ref_path, note)
     if seconds is None:
         landmarks = video_landmarks(ref_path)
     else:
@@ -88,7 +100,7 @@ def reference_video(ref_path, sample_rate: int, seconds: float | None = None) ->
         audio = audio[:round(seconds * sample_rate)]
     if np.isnan(landmarks[:, 0, 0]).all():
         raise InputError(ref_path, "no face found in any frame: the reference mouth cannot be measured")
-    return Reference(ref_path, audio, landmarks)
+    return Reference(ref_path, audio, landmarks, note)
 
 
 def cross_video(model, root: Path, manifest: dict, ref_path, out_dir, syncnet_weights=None, ckpt=None) -> dict:
@@ -111,6 +123,8 @@ def cross_reference(model, root: Path, manifest: dict, ref: Reference, video, sy
         open_clip(video).chunks(CHUNK_FRAMES, report["frames"]), ref.audio, sr, syncnet_weights,
         "another person's video is the reference: only the mouth metrics and Sync apply")
     score_mouth_against(metrics, pred_landmarks, ref.landmarks)
+    if ref.note:
+        metrics.setdefault("notes", {})["reference_length"] = ref.note
     metrics["driven"] = report  # the driven video: path, frames, render frames/s
     return metrics
 

@@ -45,7 +45,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
-    resume = run.check_resume(resume)
+    resume = run.check_resume(resume, cfg.trainer.max_steps)
 
     import lightning as L
     import torch

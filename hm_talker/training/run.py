@@ -35,16 +35,28 @@ class Run:
     def last(self) -> Path:
         return self.dir / "checkpoints" / LAST
 
-    def check_resume(self, resume: bool) -> bool:
-        """--resume as asked (or implied by a SLURM requeue), checked against what RUN_DIR holds."""
+    def check_resume(self, resume: bool, max_steps: int | None = None) -> bool:
+        """--resume as asked (or implied by a SLURM requeue), checked against what RUN_DIR holds: a checkpoint
+        already past `max_steps`, or at it with the run's summary written, leaves nothing to do (an error,
+        not a silent exit 0 that rewrites summary.json). At it without a summary (stopped during the final
+        validation) the resumed run validates and writes it."""
         from hm_talker.training import slurm_env
         from hm_talker.safe_read import load_checkpoint
 
         resume = slurm_env.auto_resume(resume, self.last)  # a requeued SLURM job continues its checkpoint
         if resume and not self.last.is_file():
             raise InputError(self.last, "nothing to resume (no checkpoint)")
-        if resume and "state_dict" not in load_checkpoint(self.last):  # truncated / unsafe: before training
+        ckpt = load_checkpoint(self.last) if resume else {}
+        if resume and "state_dict" not in ckpt:  # truncated / unsafe: before training
             raise InputError(self.last, "not an hm-talker checkpoint (no state_dict)")
+        step = int(ckpt.get("global_step", 0))
+        if resume and max_steps is not None and max_steps >= 0:
+            if step > max_steps:
+                raise InputError(self.last, f"the checkpoint is at step {step}, past trainer.max_steps={max_steps}: "
+                                            "nothing to train (raise trainer.max_steps to continue)")
+            if step == max_steps and (self.dir / "summary.json").is_file():
+                raise InputError(self.last, f"the run finished at step {step} (trainer.max_steps={max_steps}) and "
+                                            "has its summary.json: raise trainer.max_steps to train further")
         if not resume and self.last.is_file():
             raise InputError(self.dir, "run exists: pass --resume to continue it, or set run.name")
         return resume
