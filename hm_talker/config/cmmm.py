@@ -32,6 +32,8 @@ class CMMMConfig:
     freeze: bool = True  # keep the audio -> AU map (and its calibration) fixed in the fit; false: fine-tuned by the rendering loss + its AU loss
     pretrain_steps: int = 3000  # stage-1 steps on this identity's features when ckpt is "" (0 = none; 500 x 32 transferred to no other speaker)
     pretrain_batch_size: int = 64  # frames per stage-1 step
+    cache: bool = True  # keep stage 1 in run.dir/cmmm-cache/<key> and reuse it in every run with the same identity, stage-1 settings and seed (false: RUN_DIR/cmmm/, this run only)
+    wait_timeout_s: float = 7200.0  # how long a rank (or a second process) waits for the stage 1 another one trains
     au_loss: float = 0.1  # weight of the AU regression loss inside the fit (keeps predictions meaning AUs)
     lr: float = 5.0e-4  # Adam lr of CMMM (stage 1 and fine-tuning)
     weight_decay: float = 1.0e-4  # stage-1 AdamW weight decay (one speaker is easy to over-fit)

@@ -21,11 +21,18 @@ def _print_dry_run(spec: dict, plan: SweepPlan) -> int:
     if plan.placeholder:
         header.append(f"# no data.root given: runs checked with data.root={PLACEHOLDER_ROOT} (a launch needs "
                       "data.root=IDENT)")
+    stage1: dict[str, int] = {}  # stage-1 group -> runs using it
     try:
         for i, r in enumerate(plan):
             if i == 0:  # after the first run's check: a plan refused at its first run prints nothing
                 print("\n".join(header), flush=True)
-            print(" ".join(shlex.quote(o) for o in r.overrides) + f"  # sfp: {r.sfp}", flush=True)
+            stage1[r.stage1] = stage1.get(r.stage1, 0) + 1
+            print(" ".join(shlex.quote(o) for o in r.overrides) + f"  # sfp: {r.sfp} | stage 1: {r.stage1}", flush=True)
+        trained = [k for k in stage1 if k not in ("given", "none")]
+        print(f"# stage 1: {len(trained)} training(s) for {sum(stage1.values())} runs ("
+              + ", ".join(f"{k}: {n} run(s)" for k, n in stage1.items())
+              + "); each is trained once by the first run that needs it and cached in run.dir/cmmm-cache",
+              flush=True)
     except BrokenPipeError:  # `... --dry-run | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -49,6 +49,7 @@ class SweepRunSpec:
     overrides: list[str]  # `hm-talker fit` key=value overrides, in order
     params: dict = field(default_factory=dict)  # the searched values of this run (mappings flattened)
     sfp: str = ""  # what SFP trains in this run, e.g. "measured=0.50 (alternate: 1 of 2 steps)"
+    stage1: str = ""  # its stage-1 CMMM (training/cmmm_cache.stage1_group): runs with the same one share it
 
 
 def load_spec(path: str | Path) -> dict:
@@ -312,6 +313,7 @@ class SweepPlan:
         from hm_talker.config import sfp
         from hm_talker.config.fit import FitConfig
         from hm_talker.config.fit import load_config
+        from hm_talker.training.cmmm_cache import stage1_group
         from hm_talker.validate import check_fit_config, check_name, refuse_interpolation_overrides
 
         schema = OmegaConf.structured(FitConfig)  # the fields a key may name
@@ -349,6 +351,7 @@ class SweepPlan:
             except InputError as exc:
                 raise self._fail(run, index, exc) from None
             run.sfp = note
+            run.stage1 = stage1_group(cfg)
             if run.name in names:
                 raise self._fail(run, index, f"two runs are named {run.name}")
             names.add(run.name)

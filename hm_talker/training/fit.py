@@ -68,7 +68,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     mean_shape = load_features(root)["mean_shape"]  # every array checked finite, at the door
     module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
     if not resume:  # a resumed run restores CMMM from its own checkpoint
-        prepare_cmmm(module, root, run.dir)
+        prepare_cmmm(module, root, run.dir, rank_zero_only.rank)  # stage 1 by rank zero, once
     dm = TalkingHeadDataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
                                val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window,

@@ -1,6 +1,7 @@
 """Stage 1 of HM-Talker: CMMM trained alone on audio features and measured AUs (one or several
 identities), and the CMMM an identity's fit starts from: `cmmm.ckpt` when given, else stage 1 on the
-identity's own features, kept in RUN_DIR/cmmm/ so a restarted fit does not train it again. Either way
+identity's own features, from the CMMM cache (run.dir/cmmm-cache, training/cmmm_cache.py: trained once
+per job and once for every run with the same identity, stage-1 settings and seed). Either way
 it is then normalised by the identity's audio statistics and calibrated on its measured AUs.
 
 Checkpoints: state_dict keys `net.*`, the config as a plain dict (loads with weights_only=True).
@@ -122,23 +123,44 @@ def stage1_config(fit_cfg, root: Path) -> CMMMFitConfig:
     return cfg
 
 
-def prepare_cmmm(module, root: Path, run_dir: Path) -> None:
-    """CMMM of a new fit: cmmm.ckpt when given, else stage 1 on this identity (kept in RUN_DIR/cmmm/);
-    then the identity's own audio statistics for the speaker normalisation, and the calibration."""
+def prepare_cmmm(module, root: Path, run_dir: Path, rank: int = 0) -> None:
+    """CMMM of a new fit: cmmm.ckpt when given, else stage 1 on this identity (from the CMMM cache under
+    run.dir, trained by rank zero once for every run that asks for the same one; see cmmm_cache); then the
+    identity's own audio statistics for the speaker normalisation, and the calibration."""
     from hm_talker.data.identity import load_features
     from hm_talker.data.windows import band_stats
 
     cfg = module.cfg
-    ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else run_dir / "cmmm" / "last.ckpt"
-    if not cfg.cmmm.ckpt and cfg.cmmm.pretrain_steps > 0 and not ckpt.is_file():
-        log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
-        _, metrics = train_cmmm(stage1_config(cfg, root), ckpt, quiet=True, progress_every=cfg.trainer.progress_every)
-        log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
-    if ckpt.is_file():
+    ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else None
+    if ckpt is None and cfg.cmmm.pretrain_steps > 0:
+        ckpt = stage1_checkpoint(cfg, root, run_dir, rank)
+    if ckpt is not None:
         load_cmmm_weights(module.cmmm, ckpt, cfg.model.audio)
     if cfg.cmmm.speaker_norm:
         module.cmmm.set_audio_stats(*band_stats(load_features(root)["audio"]))
     calibrate_cmmm(module.cmmm, root, module.cfg)
+
+
+def stage1_checkpoint(cfg, root: Path, run_dir: Path, rank: int = 0) -> Path:
+    """The stage-1 CMMM of a fit's identity and settings: from the cache (cmmm.cache), else RUN_DIR/cmmm/."""
+    stage1 = stage1_config(cfg, root)
+
+    def train(c, path: Path) -> dict:
+        log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
+        _, metrics = train_cmmm(c, path, quiet=True, progress_every=cfg.trainer.progress_every)
+        log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        return metrics
+
+    if cfg.cmmm.cache:
+        from hm_talker.training.cmmm_cache import cached_stage1
+
+        return cached_stage1(stage1, Path(run_dir).parent, rank, cfg.cmmm.wait_timeout_s, train)
+    ckpt = Path(run_dir) / "cmmm" / "last.ckpt"  # this run only (a restarted fit does not train it again)
+    if not ckpt.is_file():
+        if rank != 0:
+            raise InputError(None, "cmmm.cache=false trains stage 1 on every rank: set cmmm.cache=true under DDP")
+        train(stage1, ckpt)
+    return ckpt
 
 
 def calibrate_cmmm(net, root: Path, cfg) -> None:

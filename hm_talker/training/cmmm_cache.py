@@ -1,0 +1,135 @@
+"""The CMMM cache: a stage-1 CMMM trained once and reused by every run that would train the same one.
+
+An entry lives in `run.dir/cmmm-cache/<key>/` (last.ckpt and stage1.json), where the key is a hash of
+what determines the weights: the identities (their manifest.json and features.npz bytes), the stage-1
+config (the `cmmm` section, the audio encoder, the explicit AUs, the window, the batch size, the steps)
+and the seed. Not in it: the device, the loader workers, anything of stage 2 (SFP, the renderer), so the
+runs of an SFP sweep over one identity and seed share one entry.
+
+Who trains: in a job of several processes only rank zero; the others wait for the entry (stage 1 once
+per job). Across jobs (the tasks of a sweep, or a resubmitted job beside a running one) the entry's
+folder lock decides: the first process takes it and trains, a second finds it held and waits for
+last.ckpt (or takes the lock over when its holder died on this host, see hm_talker.output_lock). The
+checkpoint appears atomically (written under a temporary name, then renamed), so a reader never sees
+half of it. A failed training leaves `failed.txt` for the waiting ranks of its job to report; the next
+process that takes the lock removes it and tries again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from hm_talker.errors import InputError
+
+log = logging.getLogger("hm_talker")
+
+CACHE = "cmmm-cache"  # run.dir/CACHE/<key>/
+CKPT, META, FAILED = "last.ckpt", "stage1.json", "failed.txt"
+POLL_S = 2.0  # seconds between looks at an entry another process is training
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stage1_key(stage1_cfg) -> tuple[str, dict]:
+    """(key, what it hashes) of a stage-1 config (a CMMMFitConfig, as `stage1.stage1_config` builds it)."""
+    from dataclasses import asdict
+
+    c = asdict(stage1_cfg)
+    identities = [{"manifest": _file_digest(Path(r) / "manifest.json"),
+                   "features": _file_digest(Path(r) / "features.npz")} for r in c["data"]["roots"]]
+    cmmm = {k: v for k, v in c["cmmm"].items() if k not in ("ckpt", "freeze")}  # stage 2's, not stage 1's
+    data = {k: v for k, v in c["data"].items() if k not in ("roots", "num_workers")}
+    inputs = {"identities": identities, "cmmm": cmmm, "audio": c["audio"], "explicit_aus": c["explicit_aus"],
+              "data": data, "steps": c["trainer"]["max_steps"], "seed": c["seed"]}
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return key, inputs
+
+
+def stage1_group(fit_cfg) -> str:
+    """What a fit config's stage 1 is, without reading the data (for a sweep plan): "given" (cmmm.ckpt),
+    "none" (no stage 1), or a short hash of the stage-1 settings and identity paths; runs with the same one
+    share one cache entry (the identity's bytes complete the real key when the run starts)."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from hm_talker.training.stage1 import stage1_config
+
+    if fit_cfg.cmmm.ckpt:
+        return "given"
+    if int(fit_cfg.cmmm.pretrain_steps) <= 0:
+        return "none"
+    cfg = OmegaConf.to_object(fit_cfg) if not hasattr(fit_cfg, "__dataclass_fields__") else fit_cfg
+    c = asdict(stage1_config(cfg, Path(str(cfg.data.root))))
+    c["cmmm"] = {k: v for k, v in c["cmmm"].items() if k not in ("ckpt", "freeze")}
+    c["data"].pop("num_workers", None)
+    c["trainer"] = {"max_steps": c["trainer"]["max_steps"]}
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def entry_dir(run_root: Path, key: str) -> Path:
+    return Path(run_root) / CACHE / key
+
+
+def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train, quiet_hit: bool = False) -> Path:
+    """The checkpoint of this stage 1 from the cache under `run_root` (run.dir), trained here when this
+    process is rank zero and nobody has it yet; `train(cfg, ckpt_path) -> metrics` trains and saves.
+    Other ranks (and processes finding the entry locked) wait up to `timeout_s` seconds."""
+    from hm_talker.output_lock import OutputLock
+
+    key, inputs = stage1_key(stage1_cfg)
+    entry = entry_dir(run_root, key)
+    ckpt = entry / CKPT
+    if ckpt.is_file():
+        log.info("CMMM stage 1: reusing %s", entry)
+        return ckpt
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if rank == 0:
+            lock = OutputLock(entry, "cmmm stage 1", what="run.dir")
+            try:
+                lock.acquire()
+            except InputError:
+                lock = None  # another process trains it: wait below
+            if lock is not None:
+                try:
+                    if not ckpt.is_file():  # (it may have appeared while we took the lock)
+                        _train_entry(stage1_cfg, entry, key, inputs, train)
+                    return ckpt
+                finally:
+                    lock.release()
+        if ckpt.is_file():
+            log.info("CMMM stage 1: reusing %s (trained by another process)", entry)
+            return ckpt
+        failed = entry / FAILED
+        if rank != 0 and failed.is_file():
+            raise InputError(entry, f"CMMM stage 1 failed on rank 0: {failed.read_text().strip()}")
+        if time.monotonic() > deadline:
+            raise InputError(entry, f"CMMM stage 1 did not appear within {timeout_s:.0f} s "
+                                    "(cmmm.wait_timeout_s): is the process training it still running?")
+        time.sleep(POLL_S)
+
+
+def _train_entry(stage1_cfg, entry: Path, key: str, inputs: dict, train) -> None:
+    (entry / FAILED).unlink(missing_ok=True)
+    start = time.perf_counter()
+    try:
+        metrics = train(stage1_cfg, entry / CKPT)  # atomic: a temporary name, then renamed
+    except BaseException as exc:
+        (entry / FAILED).write_text(f"{type(exc).__name__}: {exc}\n")
+        raise
+    meta = {"key": key, "inputs": inputs, "metrics": metrics, "seconds": round(time.perf_counter() - start, 1),
+            "roots": list(stage1_cfg.data.roots)}
+    tmp = entry / f".{META}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2, default=str))
+    os.replace(tmp, entry / META)
