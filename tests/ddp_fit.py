@@ -38,5 +38,10 @@ class DumpValidation(L.Callback):
 
 
 if __name__ == "__main__":
+    import logging
+
+    from hm_talker.log_setup import setup_logging
+
+    setup_logging(logging.INFO)  # as the CLI: the stage-1 lines show who trained it
     out = Path(sys.argv[1])
     fit(None, sys.argv[2:], False, callbacks=[DumpParams(out), DumpValidation(out)])

@@ -84,3 +84,23 @@ def test_gsplat_matches_torch_on_the_trained_scene(cuda_run, identity512):
         module.head.render_cfg.backend, module.head.render_cfg.alpha_max = "torch", GSPLAT_ALPHA_MAX
         t = module.render(batch, deformed)["rgb"]
     assert (g - t).abs().mean() < 2e-3, float((g - t).abs().mean())
+
+
+def test_stage1_of_a_rank_runs_on_its_own_gpu(identity512, tmp_path, monkeypatch):
+    """The rank-device rule on CUDA (one process, LOCAL_RANK=0): CMMM's stage-1 Trainer, built before DDP,
+    trains on cuda:LOCAL_RANK and its weights come back from there."""
+    from hm_talker.training import slurm_env
+    from hm_talker.training.stage1 import stage1_checkpoint
+    from hm_talker.config.fit import load_config
+    from hm_talker.data.identity import load_manifest, speech_rows
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert slurm_env.local_device("auto") == ("gpu", [0])
+    cfg = load_config(None, [f"data.root={identity512}", f"run.dir={tmp_path}", "cmmm.pretrain_steps=10",
+                             "trainer.accelerator=gpu"])
+    m = load_manifest(identity512)
+    k, d = m["features"]["audio"]["shape"]
+    cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
+    cfg.cmmm.net.speech_rows = speech_rows(m)
+    ckpt = stage1_checkpoint(cfg, identity512, tmp_path / "r", 0)
+    assert ckpt.is_file() and ckpt.parent.parent.name == "cmmm-cache"

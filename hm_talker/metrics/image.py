@@ -282,10 +282,11 @@ def get_lpips_model(device: str | torch.device | None = "cpu") -> torch.nn.Modul
             from .lpips_weights import ensure_alexnet_backbone
 
             ensure_alexnet_backbone()
-            with warnings.catch_warnings():  # lpips passes torchvision's deprecated pretrained=
-                warnings.simplefilter("ignore", UserWarning)
+            # never inference tensors (a validation may build it first): training backpropagates through it
+            with warnings.catch_warnings(), torch.inference_mode(False):
+                warnings.simplefilter("ignore", UserWarning)  # lpips passes torchvision's deprecated pretrained=
                 model = lpips.LPIPS(net="alex", version="0.1", verbose=False)
-            model = model.eval().to(dev)
+                model = model.eval().to(dev)
             for param in model.parameters():
                 param.requires_grad_(False)
             _LPIPS_MODELS[key] = model

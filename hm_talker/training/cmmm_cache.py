@@ -81,11 +81,13 @@ def entry_dir(run_root: Path, key: str) -> Path:
     return Path(run_root) / CACHE / key
 
 
-def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train, quiet_hit: bool = False) -> Path:
+def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train, should_stop=None) -> Path:
     """The checkpoint of this stage 1 from the cache under `run_root` (run.dir), trained here when this
     process is rank zero and nobody has it yet; `train(cfg, ckpt_path) -> metrics` trains and saves.
-    Other ranks (and processes finding the entry locked) wait up to `timeout_s` seconds."""
+    Other ranks (and processes finding the entry locked) wait up to `timeout_s` seconds, or until
+    `should_stop()` (the requeue signal: `preemption.Preempted`)."""
     from hm_talker.output_lock import OutputLock
+    from hm_talker.training.preemption import Preempted
 
     key, inputs = stage1_key(stage1_cfg)
     entry = entry_dir(run_root, key)
@@ -114,6 +116,8 @@ def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train
         failed = entry / FAILED
         if rank != 0 and failed.is_file():
             raise InputError(entry, f"CMMM stage 1 failed on rank 0: {failed.read_text().strip()}")
+        if should_stop is not None and should_stop():
+            raise Preempted("stopped waiting for CMMM stage 1 (requeue signal)")
         if time.monotonic() > deadline:
             raise InputError(entry, f"CMMM stage 1 did not appear within {timeout_s:.0f} s "
                                     "(cmmm.wait_timeout_s): is the process training it still running?")
@@ -123,8 +127,12 @@ def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train
 def _train_entry(stage1_cfg, entry: Path, key: str, inputs: dict, train) -> None:
     (entry / FAILED).unlink(missing_ok=True)
     start = time.perf_counter()
+    from hm_talker.training.preemption import Preempted
+
     try:
         metrics = train(stage1_cfg, entry / CKPT)  # atomic: a temporary name, then renamed
+    except Preempted:
+        raise  # not a failure: the waiting ranks were signalled too, the requeued job trains it
     except BaseException as exc:
         (entry / FAILED).write_text(f"{type(exc).__name__}: {exc}\n")
         raise

@@ -48,34 +48,52 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     resume = run.check_resume(resume, cfg.trainer.max_steps)
 
     import lightning as L
-    import torch
     from lightning.pytorch.utilities import rank_zero_only
 
-    from datamodules import TalkingHeadDataModule
-    from hm_talker.config.loading import flat_dict
-    from hm_talker.errors import Interrupted
     from hm_talker.log_setup import adopt_library_loggers
     from hm_talker.training.hmmm_module import HMMMModule
-    from hm_talker.training.stage1 import prepare_cmmm
-    from hm_talker.training.trainer import build_trainer
+    from hm_talker.training.preemption import Preemption
 
     adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     lip_sync = lip_sync_callbacks(cfg, root, manifest, run.dir)  # references read now: a bad one fails before training
     callbacks = [*lip_sync, *(callbacks or [])]
     run.start(cfg, rank_zero_only.rank == 0)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    flat = flat_dict(cfg)
     mean_shape = load_features(root)["mean_shape"]  # every array checked finite, at the door
     module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
+    preemption = Preemption().install()  # from here to the end: the requeue signal never kills the job
+    try:
+        return _train(cfg, run, resume, root, manifest, module, lip_sync, callbacks, preemption)
+    finally:
+        preemption.uninstall()
+
+
+def _train(cfg, run: Run, resume: bool, root: Path, manifest: dict, module, lip_sync, callbacks, preemption) -> Path:
+    import torch
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from datamodules import TalkingHeadDataModule
+    from hm_talker.config.loading import flat_dict
+    from hm_talker.errors import Interrupted
+    from hm_talker.training.preemption import Preempted
+    from hm_talker.training.stage1 import prepare_cmmm
+    from hm_talker.training.trainer import build_trainer
+
+    flat = flat_dict(cfg)
     if not resume:  # a resumed run restores CMMM from its own checkpoint
-        prepare_cmmm(module, root, run.dir, rank_zero_only.rank)  # stage 1 by rank zero, once
+        try:  # stage 1 by rank zero, once; the others wait for it
+            prepare_cmmm(module, root, run.dir, rank_zero_only.rank, should_stop=lambda: preemption.received)
+        except Preempted:
+            log.warning("preemption signal during CMMM stage 1: nothing of it kept, requeueing")
+            preemption.requeue(rank_zero=rank_zero_only.rank == 0)
+            return run.dir
     dm = TalkingHeadDataModule(str(root), batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
                                val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window,
                                max_corrupt_fraction=cfg.data.max_corrupt_fraction,
                                corrupt_warnings=cfg.data.corrupt_warnings)
     logger = run.logger(cfg, flat)
-    fitting = build_trainer(cfg, run.dir, logger, manifest["fps"], root, callbacks)
+    fitting = build_trainer(cfg, run.dir, logger, manifest["fps"], root, callbacks, preemption)
     trainer = fitting.trainer
     torch.set_float32_matmul_precision("high")
     trainer.fit(module, datamodule=dm, ckpt_path=str(run.last) if resume else None, weights_only=True)
@@ -85,6 +103,11 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     if fitting.interrupt.stopped:
         raise Interrupted(f"interrupted at step {trainer.global_step}: checkpoint saved to {run.last}")
     results = trainer.validate(module, datamodule=dm, verbose=False, weights_only=True)
+    if preemption.after_final_validation(trainer):  # last.ckpt holds the last step: the requeued job validates
+        log.warning("preemption signal during the final validation: requeueing (step %d is saved; the summary "
+                    "is written when the requeued job validates it)", trainer.global_step)
+        preemption.requeue(trainer, logger)
+        return run.dir
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     for cb in lip_sync:  # the lip-sync scores as computed (the logged ones passed through float32)
         metrics.update(cb.last)

@@ -57,3 +57,20 @@ def requeued() -> bool:
 def auto_resume(resume: bool, last: Path) -> bool:
     """--resume as asked, or implied when SLURM requeued the job and its checkpoint exists."""
     return resume or (requeued() and last.is_file())
+
+
+def local_rank() -> int:
+    """This process's rank on its node (Lightning's LOCAL_RANK, else SLURM's SLURM_LOCALID; 0 alone)."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+
+
+def local_device(accelerator: str) -> tuple[str, object]:
+    """(accelerator, devices) for a helper Trainer of this rank (CMMM's stage 1): its own GPU,
+    cuda:LOCAL_RANK among the GPUs it sees (a task given one GPU with --gpus-per-task=1 sees it as
+    cuda:0), never every rank's cuda:0; one CPU process where there is no GPU or the config says cpu."""
+    import torch
+
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
+        return "cpu", 1
+    count = max(1, torch.cuda.device_count())
+    return ("gpu" if accelerator == "auto" else accelerator), [local_rank() % count]

@@ -29,17 +29,20 @@ def build_net(cfg: CMMMFitConfig):
 
 
 def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: dict | None = None,
-               quiet: bool = False, progress_every: int = 100):
+               quiet: bool = False, progress_every: int = 100, should_stop=None):
     """Train the CMMM of `cfg` on cfg.data.roots and save `ckpt_path`; returns (module, val metrics).
 
     quiet: inside an identity's fit, Lightning's start-up lines of this inner Trainer are not repeated.
-    Progress (`stage 1: step S/N | steps/s | loss | left`) goes to stdout as `fit`'s does."""
+    Progress (`stage 1: step S/N | steps/s | loss | left`) goes to stdout as `fit`'s does. `should_stop()`
+    True (the requeue signal): training stops at the next step, nothing is saved, `Preempted` is raised.
+    The inner Trainer uses this rank's own device (slurm_env.local_device)."""
     if quiet:
         lightning_log = logging.getLogger("lightning.pytorch")
         level = lightning_log.level
         lightning_log.setLevel(logging.WARNING)
         try:
-            return train_cmmm(cfg, ckpt_path, logger, config_dict, progress_every=progress_every)
+            return train_cmmm(cfg, ckpt_path, logger, config_dict, progress_every=progress_every,
+                              should_stop=should_stop)
         finally:
             lightning_log.setLevel(level)
     import time
@@ -49,7 +52,9 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
     import torch
 
     from datamodules import FeatureWindowDataModule
+    from hm_talker.training import slurm_env
     from hm_talker.training.cmmm_module import CMMMModule
+    from hm_talker.training.preemption import Preempted, StopWhen
     from hm_talker.training.progress import ProgressLines
 
     for root in cfg.data.roots:
@@ -66,14 +71,17 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
     dm.setup()
     train_aus = np.concatenate([d.aus[:d.num_train] for d in dm.idents])
     net.init_au_bias(torch.from_numpy(train_aus.mean(0)))  # start from the mean predictor
-    trainer = L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=1, logger=logger,
+    accelerator, devices = slurm_env.local_device(t.accelerator)
+    trainer = L.Trainer(max_steps=t.max_steps, accelerator=accelerator, devices=devices, logger=logger,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         val_check_interval=None if t.val_every <= 0 else min(t.val_every, t.max_steps),
                         check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=max(1, t.log_every),
-                        callbacks=[ProgressLines(progress_every, prefix="stage 1: ")],
+                        callbacks=[ProgressLines(progress_every, prefix="stage 1: "), StopWhen(should_stop)],
                         default_root_dir=str(ckpt_path.parent))
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
+    if should_stop is not None and should_stop():
+        raise Preempted(f"stage 1 stopped at step {trainer.global_step} by the requeue signal")
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = module.val_metrics()
     log.info("CMMM stage 1: %d steps x %d frames in %.0f s on %s", t.max_steps, cfg.data.batch_size,
@@ -123,17 +131,18 @@ def stage1_config(fit_cfg, root: Path) -> CMMMFitConfig:
     return cfg
 
 
-def prepare_cmmm(module, root: Path, run_dir: Path, rank: int = 0) -> None:
+def prepare_cmmm(module, root: Path, run_dir: Path, rank: int = 0, should_stop=None) -> None:
     """CMMM of a new fit: cmmm.ckpt when given, else stage 1 on this identity (from the CMMM cache under
     run.dir, trained by rank zero once for every run that asks for the same one; see cmmm_cache); then the
-    identity's own audio statistics for the speaker normalisation, and the calibration."""
+    identity's own audio statistics for the speaker normalisation, and the calibration. `should_stop()`:
+    True once the requeue signal came (stage 1 and the wait for it end with `preemption.Preempted`)."""
     from hm_talker.data.identity import load_features
     from hm_talker.data.windows import band_stats
 
     cfg = module.cfg
     ckpt = Path(cfg.cmmm.ckpt) if cfg.cmmm.ckpt else None
     if ckpt is None and cfg.cmmm.pretrain_steps > 0:
-        ckpt = stage1_checkpoint(cfg, root, run_dir, rank)
+        ckpt = stage1_checkpoint(cfg, root, run_dir, rank, should_stop)
     if ckpt is not None:
         load_cmmm_weights(module.cmmm, ckpt, cfg.model.audio)
     if cfg.cmmm.speaker_norm:
@@ -141,20 +150,20 @@ def prepare_cmmm(module, root: Path, run_dir: Path, rank: int = 0) -> None:
     calibrate_cmmm(module.cmmm, root, module.cfg)
 
 
-def stage1_checkpoint(cfg, root: Path, run_dir: Path, rank: int = 0) -> Path:
+def stage1_checkpoint(cfg, root: Path, run_dir: Path, rank: int = 0, should_stop=None) -> Path:
     """The stage-1 CMMM of a fit's identity and settings: from the cache (cmmm.cache), else RUN_DIR/cmmm/."""
     stage1 = stage1_config(cfg, root)
 
     def train(c, path: Path) -> dict:
         log.info("CMMM stage 1 on %s: %d steps", root, cfg.cmmm.pretrain_steps)
-        _, metrics = train_cmmm(c, path, quiet=True, progress_every=cfg.trainer.progress_every)
+        _, metrics = train_cmmm(c, path, quiet=True, progress_every=cfg.trainer.progress_every, should_stop=should_stop)
         log.info("CMMM stage 1: %s", ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         return metrics
 
     if cfg.cmmm.cache:
         from hm_talker.training.cmmm_cache import cached_stage1
 
-        return cached_stage1(stage1, Path(run_dir).parent, rank, cfg.cmmm.wait_timeout_s, train)
+        return cached_stage1(stage1, Path(run_dir).parent, rank, cfg.cmmm.wait_timeout_s, train, should_stop)
     ckpt = Path(run_dir) / "cmmm" / "last.ckpt"  # this run only (a restarted fit does not train it again)
     if not ckpt.is_file():
         if rank != 0:

@@ -16,7 +16,7 @@ class FitTrainer:
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, fps: int, identity: Path,
-                  callbacks: list | None = None) -> FitTrainer:
+                  callbacks: list | None = None, preemption=None) -> FitTrainer:
     import lightning as L
 
     from hm_talker.training import slurm_env
@@ -29,7 +29,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, fps: int, identity: Pa
     from hm_talker.training.val_video import ValidationVideo
 
     t = cfg.trainer
-    preemption, interrupt = Preemption(), GracefulInterrupt()
+    preemption, interrupt = preemption or Preemption(), GracefulInterrupt()
     trainer = L.Trainer(
         max_steps=t.max_steps, devices=t.devices,
         # DDP must allow unused parameters: the face deformation sits out the mouth warm-up
