@@ -137,13 +137,6 @@ def check_fit_config(cfg, source=None) -> None:
             if key.startswith(FIT_POSITIVE_PREFIXES):
                 if not (math.isfinite(v) and v > 0):
                     raise InputError(source, f"{key}={v!r} must be a positive learning rate")
-    # SFP settings that would not train what they say (a share the alternate cycle cannot hold, a field
-    # the chosen schedule never reads): after the ranges, so the fields are known to be in range
-    from hm_talker.config.sfp import config_problem
-
-    problem = config_problem(cfg.sfp)
-    if problem:
-        raise InputError(source, problem)
     videos = cfg.eval.drive_video
     if OmegaConf.is_list(videos):
         videos = list(videos)

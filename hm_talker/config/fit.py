@@ -173,7 +173,6 @@ def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
     """`hm-talker fit`'s config: FitConfig <- CONFIG (default experiments/hm_talker.yaml) <- key=value
     overrides; data.root is required and every field is checked against its range."""
     from hm_talker.config.loading import load_structured
-    from hm_talker.validate import check_fit_config
 
     path = Path(config_path) if config_path else default_config_path()
     cfg = load_structured(FitConfig, path, overrides)
@@ -181,3 +180,16 @@ def load_config(config_path: str | None, overrides: list[str]) -> DictConfig:
         raise InputError(path, "data.root is not set (pass data.root=IDENTITY_DIR)")
     check_fit_config(cfg, path if config_path else None)
     return cfg
+
+
+def check_fit_config(cfg: DictConfig, source=None) -> None:
+    """Every check of a fit config, for `fit` and for each run of a sweep plan: the ranges and names
+    (hm_talker.validate), then the SFP rules (config/sfp.py: a share the alternate cycle cannot hold, a
+    field the chosen schedule never reads)."""
+    from hm_talker import validate
+    from hm_talker.config.sfp import config_problem
+
+    validate.check_fit_config(cfg, source)
+    problem = config_problem(cfg.sfp)
+    if problem:
+        raise InputError(source, problem)

@@ -20,7 +20,7 @@ class SFPConfig:
 
 
 # --------------------------------------------------------------------------- what a config trains
-# `config_problem` (run by hm_talker.validate.check_fit_config, so by `fit` and `sweep` before any
+# `config_problem` (run by hm_talker.config.fit.check_fit_config, so by `fit` and `sweep` before any
 # training) refuses settings that do not train what they say; `effective_key`, `share` and `label` tell
 # `hm-talker sweep` which runs train the same sequence and what each one trains. They take an SFPConfig
 # or the `sfp` node of a loaded config (same attribute names).

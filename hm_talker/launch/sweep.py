@@ -313,8 +313,9 @@ class SweepPlan:
         from hm_talker.config import sfp
         from hm_talker.config.fit import FitConfig
         from hm_talker.config.fit import load_config
-        from hm_talker.training.cmmm_cache import stage1_group
-        from hm_talker.validate import check_fit_config, check_name, refuse_interpolation_overrides
+        from hm_talker.training.stage1 import stage1_group
+        from hm_talker.config.fit import check_fit_config
+        from hm_talker.validate import check_name, refuse_interpolation_overrides
 
         schema = OmegaConf.structured(FitConfig)  # the fields a key may name
         self._known: set[str] = set()
