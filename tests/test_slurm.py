@@ -218,7 +218,8 @@ def test_two_node_ddp_fit_through_the_multinode_template(slurm_cluster, identity
     assert all(w["world_size"] == 2 and w["num_nodes"] == 2 for w in where)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]  # bit-identical replicas (same all-reduced gradients, same updates)
-    assert [p.name for p in runs.iterdir()] == ["mn"]  # one run directory per job
+    assert any(k.startswith("cmmm.") for k in ranks[0])  # CMMM among them: both ranks loaded one stage 1
+    assert sorted(p.name for p in runs.iterdir()) == ["cmmm-cache", "mn"]  # one run directory per job (+ stage 1)
     assert len(list((runs / "mn" / "wandb").glob("offline-run-*"))) == 1  # one W&B run, from rank zero
     summary = json.loads((runs / "mn" / "summary.json").read_text())
     assert summary["global_step"] == 4 and summary["config"]["trainer.num_nodes"] == 2
