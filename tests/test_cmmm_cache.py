@@ -106,3 +106,29 @@ def test_a_waiting_rank_times_out_with_one_line(identity64, tmp_path):
     cfg = stage1_config(load_config(None, [f"data.root={identity64}"]), identity64)
     with pytest.raises(InputError, match="did not appear within 0 s"):
         cached_stage1(cfg, tmp_path, 1, 0, None)
+
+
+def test_the_requeue_signal_during_stage1_keeps_nothing(identity64, tmp_path):
+    """SIGUSR1 in stage 1 (the flag set after its first step): stage 1 stops, raises Preempted, and leaves
+    no cache entry and no failure marker, so the requeued job trains it again."""
+    from hm_talker.config.fit import load_config
+    from hm_talker.data.identity import load_manifest, speech_rows
+    from hm_talker.training.preemption import Preempted
+    from hm_talker.training.stage1 import stage1_checkpoint
+
+    cfg = load_config(None, [f"data.root={identity64}", "cmmm.pretrain_steps=50", "cmmm.pretrain_batch_size=8"])
+    m = load_manifest(identity64)
+    k, d = m["features"]["audio"]["shape"]
+    cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
+    cfg.cmmm.net.speech_rows = speech_rows(m)
+    calls = []
+
+    def signalled():  # asked after every stage-1 step (and by the waiting loop): true from the 3rd look on
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(Preempted):
+        stage1_checkpoint(cfg, identity64, tmp_path / "run", 0, should_stop=signalled)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [], left  # the entry's lock and the folders it made are gone with it
+    assert len(calls) < 10  # it stopped within a few steps, not after all 50
