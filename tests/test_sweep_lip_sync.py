@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = 200  # the demo's recipe; at 300 steps its hearing model measured mouth_r 0.83 against this reference
+STEPS = 300  # the demo's recipe: its hearing model measured cross mouth_r 0.82 against this reference (at 200 steps -0.04)
 
 
 @pytest.mark.slow
@@ -42,9 +42,9 @@ def test_compare_sweep_marks_the_hearing_model_best(tmp_path):
                        cwd=REPO, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)
-    assert "best configuration by val/cross_mouth_r (maximize): model.silence_audio=false" in r.stdout
+    assert "best configuration by val/cross_mouth_r (maximize): model.silence_audio=False" in r.stdout
     table = json.loads((out / "comparison.json").read_text())
-    hearing, deaf = (next(g for g in table["groups"] if f"silence_audio={v}" in g) for v in ("false", "true"))
+    hearing, deaf = (next(g for g in table["groups"] if f"silence_audio={v}" in g) for v in ("False", "True"))
     stats = table["stats"]
     assert stats[hearing]["val/cross_mouth_r"]["mean"] - stats[deaf]["val/cross_mouth_r"]["mean"] > 0.3
     assert table["metrics"][:8] == ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp",
