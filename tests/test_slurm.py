@@ -103,20 +103,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
     step = _ckpt_step(last)
     assert 4 <= step < n, f"no mid-run checkpoint (step {step})"
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_cluster.env(), check=True)
-    # slurmctld holds a requeued job back for a while (its begin time; minutes): start it now. Until
-    # the requeue is recorded (Restarts=1) the killed first attempt may briefly read FAILED: not an end.
-    deadline, show = time.time() + 300, ""
-    while time.time() < deadline:
-        show = subprocess.run(["scontrol", "-o", "show", "job", job], env=slurm_cluster.env(),
-                              capture_output=True, text=True).stdout
-        if "Restarts=1" in show and "JobState=PENDING" in show:
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm_cluster.env())
-            break
-        if "Restarts=1" in show and ("JobState=RUNNING" in show or "JobState=COMPLETED" in show):
-            break
-        time.sleep(0.2)
-    assert "Restarts=1" in show, show + out.read_text()[-3000:]
-    assert slurm_cluster.wait(job, timeout=900) == ["COMPLETED"], out.read_text()[-3000:]
+    _requeued_and_done(slurm_cluster, job, out)
 
     show = subprocess.run(["scontrol", "-o", "show", "job", job], env=slurm_cluster.env(),
                           capture_output=True, text=True).stdout
@@ -134,7 +121,9 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
 
 
 def _requeued_and_done(cluster, job, out: Path) -> None:
-    """Wait for the job's own requeue, start the requeued job at once, and wait for it to complete."""
+    """Wait for the job's own requeue, start the requeued job at once, and wait for it to complete.
+    slurmctld holds a requeued job back for a while (its begin time; minutes): start it now. Until the
+    requeue is recorded (Restarts=1) the killed first attempt may briefly read FAILED: not an end."""
     deadline, show = time.time() + 300, ""
     while time.time() < deadline:
         show = subprocess.run(["scontrol", "-o", "show", "job", job], env=cluster.env(),

@@ -11,7 +11,7 @@ import shlex
 import sys
 
 from hm_talker.launch import launchers
-from hm_talker.launch.sweep import (DEFAULT_MAX_RUNS, PLACEHOLDER_ROOT, SweepPlan, _run_dir_root, load_spec,
+from hm_talker.launch.sweep import (DEFAULT_MAX_RUNS, PLACEHOLDER_ROOT, SweepPlan, run_dir_root, load_spec,
                                     run_state, write_plan)
 
 
@@ -57,7 +57,7 @@ def run_sweep(args) -> int:
     path = write_plan(spec, runs, extra, args.config)
     if args.launcher == "local":
         failed = launchers.run_local(path, runs)
-        root = _run_dir_root(extra)
+        root = run_dir_root(extra)
         done = sum(run_state(root / r.name) == "finished" for r in runs)
         print(f"sweep {spec['name']}: {done}/{len(runs)} runs finished under {root} (plan {path})")
         return 1 if failed else 0

@@ -191,7 +191,7 @@ def config_id(params: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def _run_dir_root(extra: list[str]) -> Path:
+def run_dir_root(extra: list[str]) -> Path:
     dirs = [o.split("=", 1)[1] for o in extra if o.startswith("run.dir=")]
     return Path(dirs[-1] if dirs else "runs")
 
@@ -202,7 +202,7 @@ def finished_history(spec: dict, extra: list[str]) -> list:
 
     metric = spec.get("metric", {}).get("name")
     out = []
-    for summary in sorted(_run_dir_root(extra).glob(f"{spec['name']}-*/summary.json")):
+    for summary in sorted(run_dir_root(extra).glob(f"{spec['name']}-*/summary.json")):
         s = json.loads(summary.read_text())
         if s.get("group") != spec["name"]:
             continue
@@ -392,7 +392,7 @@ def expand(spec: dict, extra: list[str], count: int | None = None, config: str |
 
 def write_plan(spec: dict, runs: list[SweepRunSpec], extra: list[str], config: str | None) -> Path:
     """RUN_DIR_ROOT/sweeps/<name>.json: what each array task runs (written atomically)."""
-    path = _run_dir_root(extra) / "sweeps" / f"{spec['name']}.json"
+    path = run_dir_root(extra) / "sweeps" / f"{spec['name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"name": spec["name"], "config": config, "metric": spec.get("metric"), "runs": [asdict(r) for r in runs]},

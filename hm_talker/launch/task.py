@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from hm_talker.errors import InputError
-from hm_talker.launch.sweep import _run_dir_root, run_state
+from hm_talker.launch.sweep import run_dir_root, run_state
 
 
 def run_task(plan_path: str | Path, index: int) -> str:
@@ -22,7 +22,7 @@ def run_task(plan_path: str | Path, index: int) -> str:
     if not 0 <= index < len(plan["runs"]):
         raise InputError(plan_path, f"no run {index} (the plan has {len(plan['runs'])})")
     run = plan["runs"][index]
-    run_dir = _run_dir_root(run["overrides"]) / run["name"]
+    run_dir = run_dir_root(run["overrides"]) / run["name"]
     state = run_state(run_dir)
     print(f"sweep {plan['name']} run {index} {run['name']}: {state}", flush=True)
     if state == "finished":

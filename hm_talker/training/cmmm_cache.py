@@ -40,19 +40,29 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def stage1_key(stage1_cfg) -> tuple[str, dict]:
-    """(key, what it hashes) of a stage-1 config (a CMMMFitConfig, as `stage1.stage1_config` builds it)."""
+def stage1_settings(stage1_cfg) -> dict:
+    """The settings that determine a stage-1 CMMM's weights (a CMMMFitConfig, as `stage1.stage1_config` builds
+    it): the `cmmm` section but stage 2's fields, the audio encoder, the explicit AUs, the data settings but
+    the identities and loader workers, the steps and the seed."""
     from dataclasses import asdict
 
     c = asdict(stage1_cfg)
-    identities = [{"manifest": _file_digest(Path(r) / "manifest.json"),
-                   "features": _file_digest(Path(r) / "features.npz")} for r in c["data"]["roots"]]
     cmmm = {k: v for k, v in c["cmmm"].items() if k not in ("ckpt", "freeze")}  # stage 2's, not stage 1's
     data = {k: v for k, v in c["data"].items() if k not in ("roots", "num_workers")}
-    inputs = {"identities": identities, "cmmm": cmmm, "audio": c["audio"], "explicit_aus": c["explicit_aus"],
-              "data": data, "steps": c["trainer"]["max_steps"], "seed": c["seed"]}
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return key, inputs
+    return {"cmmm": cmmm, "audio": c["audio"], "explicit_aus": c["explicit_aus"], "data": data,
+            "steps": c["trainer"]["max_steps"], "seed": c["seed"]}
+
+
+def settings_hash(settings: dict, length: int) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def stage1_key(stage1_cfg) -> tuple[str, dict]:
+    """(key, what it hashes) of a stage-1 config: its settings and the identities' bytes."""
+    identities = [{"manifest": _file_digest(Path(r) / "manifest.json"),
+                   "features": _file_digest(Path(r) / "features.npz")} for r in stage1_cfg.data.roots]
+    inputs = {"identities": identities, **stage1_settings(stage1_cfg)}
+    return settings_hash(inputs, 16), inputs
 
 
 def entry_dir(run_root: Path, key: str) -> Path:
@@ -103,10 +113,10 @@ def cached_stage1(stage1_cfg, run_root: Path, rank: int, timeout_s: float, train
 
 
 def _train_entry(stage1_cfg, entry: Path, key: str, inputs: dict, train) -> None:
-    (entry / FAILED).unlink(missing_ok=True)
-    start = time.perf_counter()
     from hm_talker.training.preemption import Preempted
 
+    (entry / FAILED).unlink(missing_ok=True)
+    start = time.perf_counter()
     try:
         metrics = train(stage1_cfg, entry / CKPT)  # atomic: a temporary name, then renamed
     except Preempted:

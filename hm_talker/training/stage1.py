@@ -198,17 +198,12 @@ def stage1_group(fit_cfg) -> str:
     """What a fit config's stage 1 is, without reading the data (for a sweep plan): "given" (cmmm.ckpt),
     "none" (no stage 1), or a short hash of the stage-1 settings and identity paths; runs with the same one
     share one cache entry (the identity's bytes complete the real key when the run starts)."""
-    import hashlib
-    import json
-    from dataclasses import asdict
+    from hm_talker.training.cmmm_cache import settings_hash, stage1_settings
 
     if fit_cfg.cmmm.ckpt:
         return "given"
     if int(fit_cfg.cmmm.pretrain_steps) <= 0:
         return "none"
     cfg = OmegaConf.to_object(fit_cfg) if not hasattr(fit_cfg, "__dataclass_fields__") else fit_cfg
-    c = asdict(stage1_config(cfg, Path(str(cfg.data.root))))
-    c["cmmm"] = {k: v for k, v in c["cmmm"].items() if k not in ("ckpt", "freeze")}
-    c["data"].pop("num_workers", None)
-    c["trainer"] = {"max_steps": c["trainer"]["max_steps"]}
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    stage1 = stage1_config(cfg, Path(str(cfg.data.root)))
+    return settings_hash({"roots": list(stage1.data.roots), **stage1_settings(stage1)}, 8)
