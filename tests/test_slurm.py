@@ -138,12 +138,15 @@ def _requeued_and_done(cluster, job, out: Path) -> None:
     assert cluster.wait(job, timeout=900) == ["COMPLETED"], out.read_text()[-3000:]
 
 
-def test_signal_during_the_final_validation_requeues_and_ends_at_the_last_step(slurm_cluster, identity64, tmp_path):
-    """SIGUSR1 while the final validation runs (it used to kill the job): the job requeues without a summary,
-    the requeued job resumes at trainer.max_steps, validates and writes it; parameters equal an
-    uninterrupted run's."""
+@pytest.mark.parametrize("kind", ["periodic", "final"])
+def test_signal_during_validation_requeues_and_ends_at_the_last_step(slurm_cluster, identity64, tmp_path, kind):
+    """SIGUSR1 while a validation runs: inside training (step 2 of 6) the job checkpoints that step and
+    requeues; in the final validation (it used to kill the job) it requeues without a summary and the
+    requeued job resumes at trainer.max_steps, validates and writes it. Either way the job ends at its
+    last step with parameters and psnr_val equal to an uninterrupted run's."""
     n = 6
-    common = [*_tiny(identity64, tmp_path, n), "trainer.checkpoint_every=2", "eval.lip_sync=false"]
+    common = [*_tiny(identity64, tmp_path, n), "trainer.checkpoint_every=2", "eval.lip_sync=false",
+              *(["trainer.val_every=2"] if kind == "periodic" else [])]
     env = _job_env(slurm_cluster)
     ref = subprocess.run([sys.executable, "-m", "hm_talker.cli", "-q", "fit", *common, "run.name=full"],
                          cwd=REPO, env={**{k: v for k, v in env.items() if k != "SLURM_CONF"}, "OMP_NUM_THREADS": "1"},
@@ -153,7 +156,7 @@ def test_signal_during_the_final_validation_requeues_and_ends_at_the_last_step(s
     marker.parent.mkdir()
     wrapper = tmp_path / "python"  # the template's `$HM_TALKER_PYTHON -m hm_talker.cli fit ARGS`, with the wait
     wrapper.write_text(f"#!/bin/sh\nshift 3\nexec {sys.executable} {REPO / 'tests' / 'slow_validation_fit.py'} "
-                       f"{marker} \"$@\"\n")
+                       f"{marker} {kind} \"$@\"\n")
     wrapper.chmod(0o755)
     out = tmp_path / "train.out"
     job = slurm_cluster.sbatch(*FAKE, "--nodes=1", "--ntasks-per-node=1", f"--output={out}", "slurm/train.sbatch",
@@ -163,12 +166,14 @@ def test_signal_during_the_final_validation_requeues_and_ends_at_the_last_step(s
     while not marker.exists() and time.time() < deadline:
         assert slurm_cluster.job_states(job) in (["RUNNING"], ["PENDING"]), out.read_text()[-2000:]
         time.sleep(0.2)
-    assert marker.read_text() == str(n)  # inside the final validation, training done
+    assert marker.read_text() == str(2 if kind == "periodic" else n)  # inside the chosen validation
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_cluster.env(), check=True)
     (marker.parent / "signalled").write_text("")
     _requeued_and_done(slurm_cluster, job, out)
     log = out.read_text()
-    assert "preemption signal during the final validation: requeueing" in log, log[-3000:]
+    said = ("preemption signal: checkpoint at step 2 written" if kind == "periodic"
+            else "preemption signal during the final validation: requeueing")
+    assert said in log, log[-3000:]
     a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "preempted" / "checkpoints" / "last.ckpt", weights_only=True)
     assert a["global_step"] == b["global_step"] == n

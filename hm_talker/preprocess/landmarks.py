@@ -10,18 +10,6 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging: warnings and errors only
 
 
-def release_freed_memory() -> None:
-    """Hand the heap a closed face-mesh graph freed back to the OS (glibc's malloc_trim; elsewhere nothing).
-    Its worker threads' arenas otherwise stay mapped, and the next clip's tracker (evaluate tracks the target,
-    then the prediction) allocates as much again on top: at 512 px two trackers' worth, 1.2 GB more at the peak."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class FaceMeshTracker:
     """Track one face (the largest, then the one that overlaps the last kept face) through a video.
 
@@ -42,7 +30,6 @@ class FaceMeshTracker:
 
     def close(self):
         self._mesh.close()
-        release_freed_memory()
 
     def __enter__(self):
         return self

@@ -46,6 +46,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
     resume = run.check_resume(resume, cfg.trainer.max_steps)
+    slurm_env.bind_local_gpu(cfg.trainer.accelerator)  # this rank's GPU is `cuda` from here on
 
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only

@@ -74,3 +74,17 @@ def local_device(accelerator: str) -> tuple[str, object]:
         return "cpu", 1
     count = max(1, torch.cuda.device_count())
     return ("gpu" if accelerator == "auto" else accelerator), [local_rank() % count]
+
+
+def bind_local_gpu(accelerator: str) -> int | None:
+    """Make this rank's own GPU (as :func:`local_device` picks it) the process's current CUDA device, before
+    anything of the fit exists: every `torch.device("cuda")` of the rank (stage 1's calibration, the metrics'
+    LPIPS and SyncNet, validation scoring and video) then means cuda:LOCAL_RANK, never every rank's cuda:0.
+    Returns the index bound, None on the CPU."""
+    import torch
+
+    kind, devices = local_device(accelerator)
+    if kind == "cpu" or not torch.cuda.is_available():
+        return None
+    torch.cuda.set_device(devices[0])
+    return devices[0]
