@@ -39,7 +39,9 @@ def _sweep(cluster, spec, args, tmp_path) -> str:
 
 
 def test_sweep_array_of_two_tiny_fits(slurm_cluster, identity64, tmp_path):
-    """2-task array: two summaries with the grid's values, one W&B group; a resubmission skips them."""
+    """2-task array: two summaries with the grid's values, one W&B group, one stage 1 for both (the two
+    configurations differ in stage 2 only: the task that comes first trains it, the other waits for it or
+    finds it); a resubmission skips them."""
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: slurm-test\nmethod: grid\nparameters:\n"
                     "  loss.dssim: {values: [0.0, 0.2]}\n  seed: {values: [0]}\n")
@@ -48,6 +50,9 @@ def test_sweep_array_of_two_tiny_fits(slurm_cluster, identity64, tmp_path):
     states = slurm_cluster.wait(job, timeout=900)
     logs = "".join(p.read_text() for p in tmp_path.glob("slurm-*.out"))
     assert states == ["COMPLETED", "COMPLETED"], logs[-3000:]
+    assert logs.count("stage 1: step 20/20") == 1, logs[-3000:]  # its progress line: trained once for the sweep
+    (entry,) = (runs / "cmmm-cache").iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["last.ckpt", "stage1.json"]
 
     summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("slurm-test-*/summary.json"))]
     assert len(summaries) == 2
