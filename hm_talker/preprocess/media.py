@@ -1,6 +1,7 @@
 """Reading video and sound: probing, frame-rate resampling, chunked decoding, 16 kHz mono audio."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -110,7 +111,7 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
     w, h = size if size else _frame_size(path)
     vf = ["-vf", f"scale={w}:{h}:flags=bilinear"] if size else []
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-threads", str(threads), "-noautorotate", "-i", str(path),
-           "-map", "0:v:0", *vf, "-fps_mode", "passthrough", "-frames:v", str(int(indices[-1]) + 1),
+           "-map", "0:v:0", *vf, _passthrough_option(), "passthrough", "-frames:v", str(int(indices[-1]) + 1),
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     frame = np.empty((h, w, 3), np.uint8)
@@ -134,6 +135,15 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
         proc.stdout.close()
         proc.wait()
         proc.stderr.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _passthrough_option() -> str:
+    """ffmpeg's option for "every decoded frame once, no frames dropped or duplicated": `-fps_mode` since
+    ffmpeg 5.1, `-vsync` before it (Ubuntu 22.04 ships 4.4)."""
+    probe = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04",
+                            "-fps_mode", "passthrough", "-f", "null", "-"], capture_output=True)
+    return "-fps_mode" if probe.returncode == 0 else "-vsync"
 
 
 def _read_into(stream, view: memoryview) -> bool:
