@@ -31,10 +31,11 @@ class VideoInfo:
         return self.num_frames / self.fps
 
 
-def _ffprobe_streams(path: Path) -> list[dict]:
+def _ffprobe_streams(path: Path, entries: str = "codec_type", select: list[str] = ()) -> list[dict]:
+    """ffprobe's `entries` of the file's streams (`select`: e.g. ["-select_streams", "v:0"])."""
     if shutil.which("ffprobe") is None:
         raise InputError(None, "ffprobe not found: install ffmpeg (see README)")
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type",
+    out = subprocess.run(["ffprobe", "-v", "error", *select, "-show_entries", f"stream={entries}",
                           "-of", "json", str(path)], capture_output=True, text=True)
     if out.returncode != 0:
         raise InputError(path, "unreadable or truncated media file "
@@ -81,10 +82,8 @@ def scaled_size(w: int, h: int, long_side: int) -> tuple[int, int]:
 
 def _frame_size(path: Path) -> tuple[int, int]:
     """(width, height) of the first video stream, as it is stored (no rotation applied)."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "stream=width,height", "-of", "json", str(path)], capture_output=True, text=True)
     try:
-        stream = json.loads(out.stdout or "{}")["streams"][0]
+        stream = _ffprobe_streams(path, "width,height", ["-select_streams", "v:0"])[0]
         return int(stream["width"]), int(stream["height"])
     except (ValueError, IndexError, KeyError, TypeError):
         raise InputError(path, "no readable video stream") from None
