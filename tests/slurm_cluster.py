@@ -96,7 +96,9 @@ class SlurmCluster:
             f"SlurmctldPort={_free_port()}",
             "SlurmUser=root",
             "SlurmdUser=root",
-            f"AuthInfo=socket={self.munge_socket}",
+            # cred_expire: how long a requeued job waits before it may start again (default 120 s). Starting it
+            # sooner (scontrol update StartTime=now) lands on its own revoked credential: "Job credential revoked"
+            f"AuthInfo=socket={self.munge_socket},cred_expire=10",
             f"StateSaveLocation={self.root / 'state'}",
             f"SlurmdSpoolDir={self.root / 'spool'}/%n",
             f"SlurmctldPidFile={self.root / 'slurmctld.pid'}",
