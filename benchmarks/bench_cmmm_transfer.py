@@ -8,6 +8,8 @@ mediapipe points 13-14 / 33-263, from the identity's landmarks): an independent 
 CMMM was trained on. Split into the identity's train and held-out (val) frames; for an identity the
 CMMM never saw, both columns are unseen speech. This is the first link of cross-driven lip sync
 (`evaluate --drive-video`): the model's mouth can follow the driving speech only as well as this.
+The last column is the baseline: the same r for the sound's loudness alone (per-frame speech energy);
+a CMMM that has learned more than loudness scores above it.
 
     hm-talker fit-cmmm experiments/cmmm_stage1.yaml data.roots=[A,B,...] run.name=cmmm-many
     python benchmarks/bench_cmmm_transfer.py --ckpt runs/cmmm-many/checkpoints/last.ckpt \
@@ -20,54 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from datamodules import FeatureWindowDataModule
-from hm_talker.config.cmmm import CMMMFitConfig
-from hm_talker.constants import AU_NAMES
-from hm_talker.data.windows import band_stats
-from hm_talker.metrics.correlation import pearson
-from hm_talker.metrics.mouth import mouth_opening
-from hm_talker.model.cmmm import CMMM
-from hm_talker.training.stage1 import build_net, load_cmmm_weights
-
-MOUTH = [AU_NAMES.index("AU25"), AU_NAMES.index("AU26")]
-
-
-def load_net(ckpt: Path) -> tuple[CMMM, CMMMFitConfig]:
-    """The checkpoint's CMMM (its own architecture, from the config it stores), in eval mode."""
-    from omegaconf import OmegaConf
-
-    from hm_talker.safe_read import load_checkpoint
-
-    stored = load_checkpoint(ckpt, "CMMM checkpoint").get("config") or {}
-    cfg = OmegaConf.merge(OmegaConf.structured(CMMMFitConfig), stored)
-    net = build_net(cfg)
-    load_cmmm_weights(net, ckpt, cfg.audio)
-    return net.eval(), cfg
-
-
-def transfer_r(net: CMMM, window: int, root: Path) -> dict[str, float]:
-    """Pearson r of predicted AU25 + AU26 against the real opening, per split of `root`."""
-    with np.load(root / "features.npz", allow_pickle=False) as f:
-        net.set_audio_stats(*map(torch.from_numpy, band_stats(f["audio"])))
-        opening = mouth_opening(f["landmarks"])  # [T] inter-ocular distances
-    dm = FeatureWindowDataModule([str(root)], batch_size=256, window=window, normalise=False,
-                                 speech_window=net.cfg.speech_window)
-    dm.setup()
-    out = {}
-    for split in ("train", "val"):
-        pred, frames = [], []
-        with torch.no_grad():
-            for b in dm.loader(split, shuffle=False):
-                pred.append(net(b["audio_window"], b.get("speech_window"))["raw_aus"][:, MOUTH].sum(1))
-                frames.append(b["frame"])
-        p, t = torch.cat(pred).numpy(), torch.cat(frames).numpy()
-        ok = np.isfinite(opening[t])
-        r = pearson(p[ok], opening[t][ok])
-        out[split] = float("nan") if r is None else r
-    return out
+from hm_talker.evaluation.cmmm_transfer import load_cmmm, loudness_r, mouth_transfer_r
 
 
 def main() -> None:
@@ -75,14 +30,15 @@ def main() -> None:
     ap.add_argument("--ckpt", type=Path, nargs="+", required=True, help="CMMM checkpoints (fit-cmmm or RUN_DIR/cmmm)")
     ap.add_argument("--data", type=Path, nargs="+", required=True, help="preprocessed identities to score on")
     args = ap.parse_args()
-    print("| CMMM checkpoint | identity | r train frames | r held-out frames |")
-    print("|---|---|---:|---:|")
+    print("| CMMM checkpoint | identity | r train frames | r held-out frames | r all frames | loudness alone, all frames |")
+    print("|---|---|---:|---:|---:|---:|")
+    loud = {root: loudness_r(root) for root in args.data}
     for ckpt in args.ckpt:
-        net, cfg = load_net(ckpt)
+        net, cfg = load_cmmm(ckpt)
         label = ckpt.parent.parent.name if ckpt.parent.name in ("checkpoints", "cmmm") else ckpt.stem
         for root in args.data:
-            r = transfer_r(net, cfg.data.window, root)
-            print(f"| {label} | {root.name} | {r['train']:.3f} | {r['val']:.3f} |")
+            r = mouth_transfer_r(net, cfg.data.window, root)
+            print(f"| {label} | {root.name} | {r['train']:.3f} | {r['val']:.3f} | {r['all']:.3f} | {loud[root]:.3f} |")
 
 
 if __name__ == "__main__":
