@@ -37,6 +37,10 @@ class VideoWriter:
                  sample_rate: int = 16000, crf: int = 18):
         import soundfile as sf
 
+        from hm_talker.preprocess.media import require_ffmpeg
+
+        require_ffmpeg()
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(self.path)

@@ -87,3 +87,18 @@ def test_silent_audio_is_a_warning(synthetic_clip, tmp_path, caplog):
                        audio=tmp_path / "silence.wav")
     assert m["num_frames"] == synthetic_clip.num_frames
     assert any("silent" in r.getMessage() for r in caplog.records)
+
+
+def test_fit_without_ffmpeg_fails_before_training_in_one_line(identity64, tmp_path, capsys, monkeypatch):
+    """Found on the GPU machine, whose image has no ffmpeg: the fit trained to its end, then the validation
+    video's missing binary came out as `RUN_DIR: writing failed (No such file or directory)`."""
+    from conftest import SMALL
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no ffmpeg on it
+    code = main(["-q", "fit", f"data.root={identity64}", f"run.dir={tmp_path}", "run.name=r", *SMALL])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert "ffmpeg not found (fit writes its validation videos with it): install ffmpeg" in err[0], err
+    assert not (tmp_path / "r" / "checkpoints").exists()

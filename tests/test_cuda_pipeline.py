@@ -36,7 +36,12 @@ def identity512(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cuda_run(identity512, tmp_path_factory):
+    import shutil
+
     from hm_talker.training.fit import fit
+
+    if shutil.which("ffmpeg") is None:  # the fit writes its validation videos with it
+        pytest.skip("no ffmpeg on PATH (fit refuses to start without it)")
 
     runs = tmp_path_factory.mktemp("runs")
     args = [f"data.root={identity512}", f"run.dir={runs}", "run.name=cuda", "trainer.val_every=4", *STEPS]
@@ -102,5 +107,17 @@ def test_stage1_of_a_rank_runs_on_its_own_gpu(identity512, tmp_path, monkeypatch
     k, d = m["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
     cfg.cmmm.net.speech_rows = speech_rows(m)
+    import lightning
+
+    devices: list[torch.device] = []
+
+    class Recording(lightning.Trainer):  # the device each Trainer built in this rank trains on
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            devices.append(self.strategy.root_device)
+
+    monkeypatch.setattr(lightning, "Trainer", Recording)
     ckpt = stage1_checkpoint(cfg, identity512, tmp_path / "r", 0)
     assert ckpt.is_file() and ckpt.parent.parent.name == "cmmm-cache"
+    assert devices == [torch.device("cuda", 0)], devices
+    assert slurm_env.bind_local_gpu("gpu") == 0 and torch.cuda.current_device() == 0

@@ -1,10 +1,12 @@
-"""`hm-talker evaluate` on a fixed checkpoint gives exactly the numbers pinned in
-tests/data/evaluate_pinned.json, for every protocol (self, cross-video, cross-audio, pair).
+"""`hm-talker evaluate` on a fixed checkpoint gives the numbers pinned in tests/data/evaluate_pinned.json,
+for every protocol (self, cross-video, cross-audio, pair), to a relative 1e-6, the size of float32 round-off
+(pair/lpips once came out 1.4e-8 relative off its pin on an unchanged tree, with one thread): any change
+of what is measured moves a number far more.
 
 The checkpoint is made here, without training: the default model (small) of the synthetic identity,
 its CMMM calibrated on the identity as `fit` does, and every deformation and CMMM weight moved by a
 seeded perturbation so that the mouth moves with the audio. A change of the package's layout must
-leave these numbers bit-identical; a deliberate change of what evaluation measures re-pins them
+leave these numbers unchanged; a deliberate change of what evaluation measures re-pins them
 (`HM_TALKER_REPIN=1 pytest tests/test_evaluate_pinned.py`) and says why in its commit.
 """
 from __future__ import annotations
@@ -91,7 +93,9 @@ def test_evaluate_metrics_equal_the_pinned_numbers(evaluations):
         got = evaluations[protocol]
         assert set(got) == set(want), protocol
         for key, value in want.items():
-            assert got[key] == value, f"{protocol}/{key}: {got[key]!r} != pinned {value!r}"
+            same = got[key] == value or (None not in (got[key], value)
+                                         and math.isclose(got[key], value, rel_tol=1e-6, abs_tol=1e-9))
+            assert same, f"{protocol}/{key}: {got[key]!r} != pinned {value!r}"
 
 
 def test_the_pinned_evaluations_measure_something(evaluations):

@@ -31,10 +31,17 @@ class VideoInfo:
         return self.num_frames / self.fps
 
 
+def require_ffmpeg(*tools: str, why: str = "") -> None:
+    """One line when a tool of ffmpeg's is not on PATH (default: ffmpeg): every clip reader and video writer
+    needs it, and without this check a missing binary reads as a missing file."""
+    missing = [t for t in (tools or ("ffmpeg",)) if shutil.which(t) is None]
+    if missing:
+        raise InputError(None, f"{' and '.join(missing)} not found{why}: install ffmpeg (see README)")
+
+
 def _ffprobe_streams(path: Path, entries: str = "codec_type", select: list[str] = ()) -> list[dict]:
     """ffprobe's `entries` of the file's streams (`select`: e.g. ["-select_streams", "v:0"])."""
-    if shutil.which("ffprobe") is None:
-        raise InputError(None, "ffprobe not found: install ffmpeg (see README)")
+    require_ffmpeg("ffprobe")
     out = subprocess.run(["ffprobe", "-v", "error", *select, "-show_entries", f"stream={entries}",
                           "-of", "json", str(path)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -105,8 +112,7 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
         return
     if np.any(np.diff(indices) < 0) or indices[0] < 0:
         raise ValueError("iter_frames reads frames in stream order: indices must be non-decreasing")
-    if shutil.which("ffmpeg") is None:
-        raise InputError(None, "ffmpeg not found: install ffmpeg (see README)")
+    require_ffmpeg()
     w, h = size if size else _frame_size(path)
     vf = ["-vf", f"scale={w}:{h}:flags=bilinear"] if size else []
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-threads", str(threads), "-noautorotate", "-i", str(path),
@@ -194,8 +200,7 @@ def _decode_native(path: Path) -> tuple[np.ndarray, int]:
 
 def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     """The first sound stream of any media file via ffmpeg, as 32-bit float at its own rate."""
-    if shutil.which("ffprobe") is None or shutil.which("ffmpeg") is None:
-        raise InputError(None, "ffmpeg not found: install ffmpeg (see README)")
+    require_ffmpeg("ffprobe", "ffmpeg")
     probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
                             "stream=sample_rate,channels", "-of", "json", str(path)], capture_output=True, text=True)
     try:

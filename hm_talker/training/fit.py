@@ -33,11 +33,13 @@ def fit(config_path: str | None, overrides: list[str], resume: bool, callbacks: 
 
 def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Path:
     from hm_talker.data.identity import check_training_frames, load_features, load_manifest, speech_rows
+    from hm_talker.preprocess.media import require_ffmpeg
     from hm_talker.training import slurm_env
 
     root = Path(cfg.data.root)
     manifest = load_manifest(root)
     check_training_frames(root, manifest)  # shards corrupt throughout: now, not after stage 1
+    require_ffmpeg(why=" (fit writes its validation videos with it)")  # now, not after training
     # the audio encoder's input follows the identity's features (mel, HuBERT, ...)
     k, d = manifest["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
