@@ -68,3 +68,23 @@ def test_fit_binds_the_rank_gpu_before_stage1(identity64, tmp_path, monkeypatch)
     with pytest.raises(_StopBeforeStage1):
         fit.fit(None, [f"data.root={identity64}", f"run.dir={tmp_path}", "trainer.accelerator=cpu", *SMALL], False)
     assert events == ["bind cpu", "model", "stage 1"]
+
+
+def test_no_code_outside_the_binding_names_a_gpu():
+    """Every tensor a rank creates lands on `torch.device("cuda")` (the current device, bound above), a module's
+    or batch's device, or the Trainer's root device: nothing in the package or the data layer names a GPU index
+    (`cuda:1`, `.cuda(0)`, `device_ids`) or rebinds the current device, which would put work of every rank on
+    one GPU. slurm_env.bind_local_gpu is the one place that chooses."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    named = re.compile(r"""["']cuda:\d|f["']cuda:|\.cuda\(\s*\w|set_device\(|device_ids""")
+    offenders = []
+    for path in [*(repo / "hm_talker").rglob("*.py"), *(repo / "datamodules").rglob("*.py")]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if named.search(code) and not (path.name == "slurm_env.py" and "set_device(devices[0])" in code):
+                offenders.append(f"{path.relative_to(repo)}:{n}: {line.strip()}")
+    assert not offenders, offenders
+    assert "torch.cuda.set_device(devices[0])" in (repo / "hm_talker" / "training" / "slurm_env.py").read_text()
