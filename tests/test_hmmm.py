@@ -97,6 +97,36 @@ def test_the_explicit_feature_moves_the_lips(identity64):
     assert (a - b).abs().max() > 1e-4
 
 
+def test_the_scored_frames_aus_cannot_move_the_lips_or_jaw(identity64):
+    """Audio-driven (the path of infer, evaluate and validation), the frame's own AUs reach the model only as
+    the eye/brow condition: changing every AU of the frame moves face Gaussians above the nose and nothing
+    below it (lips, jaw, cheeks) nor any Gaussian of the mouth branch."""
+    torch.manual_seed(0)
+    module = _module(identity64).eval()
+    deform = module.head.face_deform
+    for head in deform.heads():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    for p in deform.parameters():  # gates and AU weights away from their initial zeros
+        p.data.add_(0.05 * torch.randn_like(p))
+    batch = _batch(identity64)
+    with torch.no_grad():
+        a = module.deform(batch, source=PREDICTED)
+        batch["aus"] = batch["aus"] + 2.0
+        b = module.deform(batch, source=PREDICTED)
+    from hm_talker.constants import LM
+
+    with np.load(identity64 / "features.npz") as f:
+        shape = f["mean_shape"]
+    y = module.head.face.means[:, 1].detach()  # head frame, y down
+    below = y > float(shape[LM["lip_up_outer"], 1])  # lips and jaw: by geometry, not by the gate
+    above = y < float(shape[LM["r_eye_outer"], 1] + shape[LM["l_eye_outer"], 1]) / 2  # eyes, brows, forehead
+    moved = (a["face"][0] - b["face"][0]).abs().amax(dim=(0, 2))  # [N] per face Gaussian
+    assert below.sum() > 50 and above.sum() > 20  # of the small model's 300 face Gaussians
+    assert moved[above].max() > 1e-4  # the eye/brow condition does act above the nose
+    assert moved[below].max() < 1e-2 * moved[above].max(), (float(moved[below].max()), float(moved[above].max()))
+    assert torch.equal(a["mouth"][0], b["mouth"][0])
+
+
 class _Sources:
     def __init__(self):
         import lightning as L

@@ -3,19 +3,15 @@ whose upper-face AUs come from the held-out frames being scored must not follow 
 
 The synthetic talker holds its head still (head_motion=0) and its mouth is its loudness; the eyes blink
 on their own clock, so nothing of the upper face legitimately predicts the mouth. The head pose is held at
-the first held-out frame's: the tracked pose of a still head still tilts a little with the jaw (a landmark
+the clip's first frame's: the tracked pose of a still head still tilts a little with the jaw (a landmark
 fit artefact, -0.76 correlation between pitch and opening on this clip), a separate channel reported in
 the issue's note. What is left to carry the mouth is the upper-face condition (which AUs, where they act)
-and the rendered region (the frame's own face mask follows the real jaw). The old settings (AU06 / AU09
-among the upper AUs, gates everywhere, the frame's mask as the region) must be caught: that is what makes
-this test fail for the right reason."""
+and the rendered region (the frame's own face mask follows the real jaw)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-OLD = ["model.upper_aus=[AU01,AU02,AU04,AU05,AU06,AU07,AU09,AU45]", "model.upper_au_reach=100",
-       "model.face_region=frame"]
 FIT = ["trainer.max_steps=300", "trainer.val_every=300", "model.gaussians.num_face=1000",
        "model.gaussians.num_mouth=150", "schedule.mouth_warmup_steps=50", "strategy.refine_start=50",
        "strategy.refine_every=100", "strategy.refine_stop=201", "cmmm.pretrain_steps=100",
@@ -34,55 +30,62 @@ def still_identity(tmp_path_factory):
     return d / "ident", clip
 
 
-def _held_out_mouth_r(ckpt, root) -> float:
-    """Self-driven mouth_r of the held-out frames, upper-face AUs from those frames, pose held still."""
+def _driven_mouth(ckpt, root, work) -> np.ndarray:
+    """The generated mouth opening of every frame of the identity (training and held-out), each rendered
+    with that frame's upper-face AUs, the lower face deaf, the pose held at the first frame's."""
     import torch
 
     from hm_talker.constants import LOWER_AU_IDX
-    from hm_talker.data.identity import IdentityFrames, held_out_frames, load_manifest
+    from hm_talker.data.identity import IdentityFrames, load_manifest
     from hm_talker.driving.checkpoint import load_module
     from hm_talker.driving.render import frame_batch, render
     from hm_talker.driving.speech import identity_windows
-    from hm_talker.evaluation.scoring import score_against_frames
-    from hm_talker.model.talking_head import to_uint8
+    from hm_talker.evaluation.scoring import video_landmarks
+    from hm_talker.metrics.mouth import mouth_opening
+    from hm_talker.video_writer import VideoWriter
 
     model, _, _ = load_module(ckpt, device="cpu")
     m = load_manifest(root)
-    clip, windows, frames = IdentityFrames(root, m), identity_windows(root, m, model.cfg), list(held_out_frames(m))
-    still = clip[frames[0]]
-
-    def chunks():
-        with torch.no_grad():
-            for i in range(0, len(frames), 8):
-                ks = frames[i:i + 8]
-                samples = [{**clip[k], "extrinsics": still["extrinsics"]} for k in ks]
-                batch = frame_batch(model, samples, windows, ks)
-                batch["aus"][:, LOWER_AU_IDX] = 0.0  # as the self-driven protocol: the upper AUs stay
-                yield (render(model, batch), to_uint8(batch["image"]), batch["masks"][:, 0].numpy() > 0.5,
-                       np.asarray(ks))
-
-    return float(score_against_frames(chunks(), False)["mouth_r"])
+    clip, windows = IdentityFrames(root, m), identity_windows(root, m, model.cfg)
+    still = clip[0]
+    video = work / "driven.mp4"
+    with VideoWriter(video, m["size"], m["size"], m["fps"]) as out, torch.no_grad():
+        for k0 in range(0, clip.num_frames, 8):
+            ks = list(range(k0, min(clip.num_frames, k0 + 8)))
+            batch = frame_batch(model, [{**clip[k], "extrinsics": still["extrinsics"]} for k in ks], windows, ks)
+            batch["aus"][:, LOWER_AU_IDX] = 0.0  # as the self-driven protocol: the upper AUs stay
+            out.write(render(model, batch))
+    return mouth_opening(video_landmarks(video))[:clip.num_frames]
 
 
-def _null_r(mouth: np.ndarray, n: int) -> float:
-    """The 95th percentile of |r| between the held-out mouth and the clip's own mouth at other times: chance."""
-    held = mouth[-n:]
-    rs = [abs(np.corrcoef(held, mouth[s:s + n])[0, 1]) for s in range(0, len(mouth) - 2 * n, 5)]
-    return float(np.percentile(rs, 95))
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def _chance(driven: np.ndarray, truth: np.ndarray) -> float:
+    """The 95th percentile of |r| between the driven mouth and the true mouth shifted by 2 s or more
+    (circularly): what two unrelated smooth tracks of this length reach."""
+    n = len(truth)
+    return float(np.percentile([abs(_r(driven, np.roll(truth, s))) for s in range(50, n - 50, 7)], 95))
 
 
 @pytest.mark.slow
 def test_a_deaf_model_does_not_follow_the_scored_mouth(still_identity, tmp_path):
-    from hm_talker.data.identity import load_manifest
+    """Scored over the whole clip (1000 frames) against the synthetic talker's true mouth opening, with a
+    chance level from the same tracks shifted in time. Over the 91 held-out frames alone two unrelated smooth
+    tracks reach |r| 0.4 by chance, and there the old settings' (AU06 / AU09, gates everywhere, the frame's
+    mask) score moved from 0.64 to 0.43 between two trees while over the whole clip it is -0.19: too weak and
+    unstable a signal to assert that the test sees it. That the condition's reach is what blocks the lips is
+    asserted directly, and fails under the old reach, in
+    tests/test_hmmm.py::test_the_scored_frames_aus_cannot_move_the_lips_or_jaw."""
     from hm_talker.training.fit import fit
 
     root, clip = still_identity
-    n = int(load_manifest(root)["splits"]["val"])
-    chance = _null_r(clip.mouth_open, n)  # about 0.4 over these 91 frames: smooth tracks correlate easily
-    assert chance < 0.5, chance
-    runs = {}
-    for name, extra in (("default", []), ("old", OLD)):
-        run = fit(None, [f"data.root={root}", f"run.dir={tmp_path}", f"run.name={name}", *FIT, *extra], False)
-        runs[name] = _held_out_mouth_r(run / "checkpoints" / "last.ckpt", root)
-    assert runs["old"] > max(chance, 0.5), (runs, chance)  # the leak that was there: the test can see it
-    assert abs(runs["default"]) < chance, (runs, chance)  # the default model cannot read the scored mouth
+    truth = clip.mouth_open[np.load(root / "features.npz")["src_frames"]]
+    run = fit(None, [f"data.root={root}", f"run.dir={tmp_path}", "run.name=default", *FIT], False)
+    driven = _driven_mouth(run / "checkpoints" / "last.ckpt", root, tmp_path)
+    r, chance = _r(driven, truth), _chance(driven, truth)
+    assert np.isfinite(driven).mean() > 0.95  # a face was rendered and tracked in (nearly) every frame
+    assert chance < 0.3, chance
+    assert abs(r) < max(chance, 0.15), (r, chance)  # measured 0.06 (chance 0.08)
