@@ -12,12 +12,11 @@ A gap between the `replayed` and `all still` rows is mouth motion the replayed f
 
     python benchmarks/bench_drive_replay.py --ckpt RUN/checkpoints/last.ckpt --data IDENTITY --other OTHER
 
-About 30 s per row at 128 px on 2 CPU cores (rendering, then the face mesh of the rendered frames).
+Each row renders OTHER's whole sound twice and tracks the rendered frames with the face mesh.
 """
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +26,15 @@ from hm_talker.data.identity import IdentityFrames, load_features, load_manifest
 from hm_talker.driving.checkpoint import load_module
 from hm_talker.driving.render import frame_batch, ping_pong, render
 from hm_talker.driving.speech import load_speech, speaker_stats, speech_windows
-from hm_talker.evaluation.scoring import video_landmarks
-from hm_talker.metrics.correlation import pearson
-from hm_talker.metrics.mouth import mouth_opening
-from hm_talker.video_writer import VideoWriter
+from hm_talker.metrics.mouth import mouth_opening, mouth_scores
+from hm_talker.preprocess.landmarks import LandmarkTrack
 
 HELD = {"replayed": (), "pose still": ("extrinsics", "intrinsics"), "upper AUs still": ("aus",),
         "background still": ("image", "masks"), "all still": ("extrinsics", "intrinsics", "aus", "image", "masks")}
 BATCH = 8
 
 
-def driven_opening(model, root: Path, manifest: dict, other: Path, held: tuple, measured: bool, work: Path) -> np.ndarray:
+def driven_opening(model, root: Path, manifest: dict, other: Path, held: tuple, measured: bool) -> np.ndarray:
     """The generated mouth opening of every frame of OTHER's sound, with `held` members of the replayed
     frames fixed at the clip's first frame; `measured`: OTHER's measured AUs drive the lower face."""
     other_aus = torch.from_numpy(load_features(other)["aus"].astype(np.float32))
@@ -45,9 +42,7 @@ def driven_opening(model, root: Path, manifest: dict, other: Path, held: tuple, 
     speaker = speaker_stats(model, windows)
     clip, n = IdentityFrames(root, manifest), min(len(windows), len(other_aus))
     first = clip[0]  # fetched once: the clip keeps one shard decoded at a time
-    video = work / "driven.mp4"
-    with VideoWriter(video, manifest["size"], manifest["size"], manifest["fps"], None, manifest["sample_rate"]) as out, \
-            torch.no_grad():
+    with LandmarkTrack() as track, torch.no_grad():  # the rendered frames tracked as they come, as evaluate does
         for k0 in range(0, n, BATCH):
             ks = list(range(k0, min(n, k0 + BATCH)))
             batch = frame_batch(model, [clip[ping_pong(k, clip.num_frames)] for k in ks], windows, ks, speaker)
@@ -55,8 +50,8 @@ def driven_opening(model, root: Path, manifest: dict, other: Path, held: tuple, 
             batch.update({key: still[key] for key in held})
             if measured:
                 batch["aus"] = other_aus[ks].to(batch["aus"].device)  # upper AUs too: OTHER's, as measured
-            out.write(render(model, batch, measured=measured))
-    return mouth_opening(video_landmarks(video))[:n]
+            track.update(render(model, batch, measured=measured))
+        return mouth_opening(track.landmarks())
 
 
 def main() -> None:
@@ -72,16 +67,12 @@ def main() -> None:
     truth = mouth_opening(load_features(args.other)["landmarks"])
     print(f"| replayed frames ({args.data.name}, driven by {args.other.name}) | lower face | mouth_r | amp |")
     print("|---|---|---:|---:|")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.rows:
-            for measured in (False, True):
-                gen = driven_opening(model, args.data, manifest, args.other, HELD[name], measured, Path(tmp))
-                ref = truth[:len(gen)]
-                ok = np.isfinite(gen) & np.isfinite(ref)
-                r = pearson(gen[ok], ref[ok])
-                amp = float(np.std(gen[ok]) / max(np.std(ref[ok]), 1e-9))
-                print(f"| {name} | {'measured (NOT audio-driven)' if measured else 'audio'} | "
-                      f"{float('nan') if r is None else r:.3f} | {amp:.2f} |", flush=True)
+    for name in args.rows:
+        for measured in (False, True):
+            scores = mouth_scores(driven_opening(model, args.data, manifest, args.other, HELD[name], measured), truth)
+            r, amp = (float("nan") if scores[k] is None else scores[k] for k in ("mouth_r", "mouth_amp"))
+            print(f"| {name} | {'measured (NOT audio-driven)' if measured else 'audio'} | {r:.3f} | {amp:.2f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
 def audio_from_video(path, sample_rate: int, cfg=None) -> np.ndarray:
     """The video's sound track as float32 mono at `sample_rate` (ffmpeg does the resampling, in
     float: NaN samples stay NaN), checked by `check_sound` (`cfg` as for `load_audio`)."""
+    require_ffmpeg()
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
     out = subprocess.run(cmd, capture_output=True)
