@@ -69,7 +69,7 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
 
 
 def demo_overrides(ident: Path, runs: Path, name: str, steps: int) -> list[str]:
-    """The demo's fit settings: the full model (experiments/hm_talker.yaml) sized for a CPU minute."""
+    """The demo's fit settings: the default model (experiments/hm_talker.yaml) sized for a CPU minute."""
     return [f"data.root={ident}", f"run.dir={runs}", f"run.name={name}",
             f"trainer.max_steps={steps}", "trainer.val_every=100", "trainer.checkpoint_every=100",
             "data.num_workers=0", "model.gaussians.num_face=1000", "model.gaussians.num_mouth=150",

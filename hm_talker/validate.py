@@ -47,7 +47,7 @@ FIT_RANGES: dict[str, tuple] = {
     "sfp.predicted_lip_motion": (0.0, INF), "sfp.predicted_implicit": ("audio", "silent"),
     "cmmm.pretrain_steps": (0, INF), "cmmm.pretrain_batch_size": (1, 1 << 16), "cmmm.wait_timeout_s": (0.0, INF), "cmmm.lr": (1e-12, INF),
     "cmmm.weight_decay": (0.0, INF), "cmmm.au_loss": (0.0, INF),
-    "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "conv"),
+    "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "frame", "conv"),
     "cmmm.net.speech_kernel": (1, 63), "cmmm.net.speech_window": (1, 1024),
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
     "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),

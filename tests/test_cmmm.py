@@ -61,3 +61,49 @@ def test_stage1_checkpoint_loads_into_a_fit(cmmm_run, long_identity, tmp_path):
         if key not in fit_owned:
             assert torch.equal(value, stage1[f"net.{key}"]), key  # frozen: unchanged by the fit
     assert not torch.equal(module.cmmm.meas_std, torch.ones(17)), "calibrated on the identity's measured AUs"
+
+
+def test_the_frame_head_reads_each_frames_mean_speech_and_its_ridge_shrinks_it():
+    """The default AU head on the speech window (`speech_head=frame`) is a linear map of each frame's mean over
+    its 10 ms rows (a change inside one frame's rows that keeps their mean changes nothing; a change of a frame's
+    mean does), and `cmmm.loss.speech_l2` is the sum of its squared weights in the stage-1 loss: on the same
+    batches, the ridge ends with a much smaller head whose predictions still follow the AUs (calibration restores their spread)."""
+    from hm_talker.config.cmmm import CMMMLossConfig
+    from hm_talker.model.cmmm import CMMM, FrameSpeech
+    from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
+    from hm_talker.training.cmmm_module import cmmm_losses
+
+    torch.manual_seed(0)
+    net = CMMM(AudioEncoderConfig(feature_dim=8, window=4), CMMMNetConfig())
+    assert isinstance(net.speech_head, FrameSpeech)
+    assert not net.speech_head.out.weight.any()  # starts at the mean predictor: no chance correlation with loudness
+    torch.nn.init.normal_(net.speech_head.out.weight)
+    speech = torch.randn(3, 16, 4, 2)
+    swapped = speech.clone()
+    swapped[:, :, [0, 1]] = speech[:, :, [1, 0]]  # the rows inside each frame reordered: same means
+    assert torch.allclose(net.speech_head(speech), net.speech_head(swapped), atol=1e-6)
+    louder = speech.clone()
+    louder[:, 5] += 1.0
+    assert not torch.allclose(net.speech_head(speech), net.speech_head(louder))
+
+    # AUs that a linear map of the frames' mean energy predicts; the same 200 steps with and without the ridge
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 16, 4, 2, generator=gen)
+    aus = (2.0 + x.mean(2)[:, 8, 0:1] * torch.ones(1, 17)).clamp(0, 5)
+    sizes, follows = {}, {}
+    for l2 in (0.0, 1.0):
+        torch.manual_seed(0)
+        net = CMMM(AudioEncoderConfig(feature_dim=8, window=4, conv_channels=[8, 8], fc_hidden_dim=8), CMMMNetConfig())
+        opt = torch.optim.Adam(net.speech_head.parameters(), lr=1e-2)
+        batch = {"audio_window": torch.zeros(256, 4, 4, 8), "speech_window": x, "aus": aus}
+        for _ in range(200):
+            terms = cmmm_losses(net, batch, CMMMLossConfig(speech_l2=l2, align=0.0))
+            opt.zero_grad()
+            terms["total"].backward()
+            opt.step()
+        assert ("speech_l2" in terms) == (l2 > 0)
+        sizes[l2] = float(net.speech_head.out.weight.pow(2).sum())
+        pred = terms["pred_aus"][:, 0]
+        follows[l2] = float(torch.corrcoef(torch.stack([pred, aus[:, 0]]))[0, 1])
+    assert sizes[1.0] < 0.5 * sizes[0.0], sizes
+    assert min(follows.values()) > 0.95, follows

@@ -145,7 +145,7 @@ def test_fit_follows_the_sfp_sequence_and_resume_continues_it(identity64, tmp_pa
     from hm_talker.training.fit import fit
     from hm_talker.training.sfp import SFPConfig, SFPSchedule
 
-    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "sfp.schedule=random", "sfp.p_measured=0.5",
+    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "sfp.enabled=true", "sfp.schedule=random", "sfp.p_measured=0.5",
             "cmmm.pretrain_steps=5", "trainer.val_every=1000", *SMALL]
     full, first, second = _Sources(), _Sources(), _Sources()
     fit(None, [*args, "run.name=full", "trainer.max_steps=8"], False, callbacks=[full.cb])

@@ -20,6 +20,7 @@ def _default_au_weights() -> list[float]:
 class CMMMLossConfig:
     au: float = 1.0  # weight of the AU regression loss (weighted MSE of predicted vs measured AUs, AU units)
     au_weights: list[float] = field(default_factory=_default_au_weights)  # per-AU weights, OpenFace order (AU01..AU45)
+    speech_l2: float = 1.0  # weight of the sum of squared weights of the AU head on the speech window (ridge: the map one speaker fits, shrunk so it carries to others)
     align: float = 0.1  # weight of the audio/visual alignment loss (InfoNCE: true window vs time-shifted ones)
     temperature: float = 0.1  # softmax temperature of the alignment scores
     shifts: list[int] = field(default_factory=lambda: [-12, -8, -5, -3, 3, 5, 8, 12])  # negative offsets (frames)

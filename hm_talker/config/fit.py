@@ -160,7 +160,7 @@ class FitConfig:
     seed: int = 0  # seeds torch / numpy / python RNGs and the data order
 
 
-DEFAULT_EXPERIMENT = Path("experiments") / "hm_talker.yaml"  # the full model; relative to the repository root
+DEFAULT_EXPERIMENT = Path("experiments") / "hm_talker.yaml"  # the default model; relative to the repository root
 
 
 def default_config_path() -> Path:

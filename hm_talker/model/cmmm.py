@@ -82,6 +82,19 @@ class SpeechConv(nn.Module):
         return self.out(self.drop(x.flatten(1)))
 
 
+class FrameSpeech(nn.Module):
+    """The per-frame linear AU head: speech window [B, Ws, k, 2] -> AU logits [B, 17]. Each frame's k rows of
+    10 ms are averaged first, so the map has Ws * 2 weights per AU instead of Ws * k * 2: the 10 ms detail of
+    one speaker's syllables is what a linear map over every row fits and another speaker's speech lacks."""
+
+    def __init__(self, window: int, dim: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(window * dim, NUM_AUS)
+
+    def forward(self, speech_window: Tensor) -> Tensor:  # [B, Ws, k, 2] -> [B, 17]
+        return self.out(speech_window.mean(2).flatten(1))
+
+
 class CMMM(nn.Module):
     """Cross-Modal Mapping Module: audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17];
     AUs -> explicit [B, E]."""
@@ -96,13 +109,16 @@ class CMMM(nn.Module):
         self.au_head = (mlp(c, cfg.hidden_dim, NUM_AUS, cfg.au_head_layers, LEAKY_SLOPE, cfg.dropout)
                         if cfg.au_input != "speech" else None)
         speech_in = cfg.speech_window * cfg.speech_rows * cfg.speech_dim
-        if cfg.speech_head not in ("linear", "conv"):
-            raise ValueError(f"speech_head must be linear or conv, not {cfg.speech_head!r}")
+        if cfg.speech_head not in ("linear", "frame", "conv"):
+            raise ValueError(f"speech_head must be linear, frame or conv, not {cfg.speech_head!r}")
         self.speech_head = None
         if cfg.au_input != "mel":
             self.speech_head = (nn.Linear(speech_in, NUM_AUS) if cfg.speech_head == "linear" else
+                                FrameSpeech(cfg.speech_window, cfg.speech_dim) if cfg.speech_head == "frame" else
                                 SpeechConv(cfg.speech_window * cfg.speech_rows, cfg.speech_dim, list(cfg.speech_channels),
                                            cfg.speech_kernel, cfg.dropout))
+            if cfg.speech_head != "conv":  # a linear map starts at the mean predictor (with init_au_bias): no chance
+                nn.init.zeros_(getattr(self.speech_head, "out", self.speech_head).weight)  # correlation with loudness
         # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
         for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):
             self.register_buffer(name, torch.full((NUM_AUS,), value))

@@ -103,7 +103,7 @@ class CMMMNetConfig:
     speech_window: int = 16  # frames of speech features the AU head reads (16 = 0.64 s; must equal data.speech_window)
     speech_rows: int = 4  # speech-feature rows per frame (10 ms mel rows; set from the identity's features)
     speech_dim: int = 2  # speech features per 10 ms row (log energy, spectral flux)
-    speech_head: str = "linear"  # AU head on the speech window: linear, or conv (strided 1D convolutions over its rows, nonlinear)
+    speech_head: str = "frame"  # AU head on the speech window: linear (every 10 ms row), frame (each frame's rows averaged, then linear: fewer weights, transfers better), or conv (strided 1D convolutions over its rows, nonlinear)
     speech_channels: list[int] = field(default_factory=lambda: [16, 32, 32])  # conv head: channels of its layers (each halves the rows)
     speech_kernel: int = 5  # conv head: kernel size along the 10 ms rows
     calibrate: bool = True  # rescale predicted AUs: the speaker's prediction statistics -> the identity's measured ones

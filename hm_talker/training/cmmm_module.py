@@ -54,6 +54,9 @@ def cmmm_losses(net: CMMM, batch: dict, lc: CMMMLossConfig) -> dict[str, Tensor]
     weights = torch.as_tensor(lc.au_weights, dtype=out["aus"].dtype, device=out["aus"].device)
     terms = {"au": au_regression(out["raw_aus"], batch["aus"], weights)}  # the predictor itself, uncalibrated
     total = lc.au * terms["au"]
+    if lc.speech_l2 > 0 and net.speech_head is not None:
+        terms["speech_l2"] = sum(p.pow(2).sum() for n, p in net.speech_head.named_parameters() if n.endswith("weight"))
+        total = total + lc.speech_l2 * terms["speech_l2"]
     if use_align:
         b = span.shape[0]
         logits = alignment_logits(net, span_frames, list(lc.shifts), batch["aus_window"], lc.temperature)

@@ -1,6 +1,6 @@
 """`hm-talker fit [CONFIG] [key=value ...] [--resume]`: train one identity's talking head.
 
-CONFIG is an override file on top of `FitConfig` (default: experiments/hm_talker.yaml, the full model);
+CONFIG is an override file on top of `FitConfig` (default: experiments/hm_talker.yaml, the default model);
 key=value arguments override the file (hm_talker/config/fit.py). A fit composes: the run (name,
 directory, W&B, summary: training/run.py), stage 1 (CMMM and its cache: training/stage1.py), the
 Lightning data layer (datamodules/) and the Trainer (training/trainer.py).

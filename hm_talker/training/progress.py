@@ -32,14 +32,18 @@ class ProgressLines(L.Callback):
     validation's lip sync (mouth_r, cross mouth_r; stage 1: the mouth-AU r) once there is one.
 
     loss: this step's total training loss; psnr: the last logged train/psnr (face mask, dB);
-    steps/s: since this process started training (a resumed run counts from its resume step).
+    steps/s and time left: over the last RATE_WINDOW_S seconds (since training started in this process until
+    then), so a run whose steps slow down as its Gaussians multiply is not promised the early rate.
     """
+
+    RATE_WINDOW_S = 60.0
 
     def __init__(self, every: int, stream=None, refresh_s: float = 0.5, prefix: str = "") -> None:
         self.every, self.refresh_s, self.prefix = max(1, int(every)), refresh_s, prefix
         self.stream = stream
         self._t0 = self._last = 0.0
         self._step0, self._width = 0, 0
+        self._marks: list[tuple[float, int]] = []  # (time, step) of recent lines: the rate's window
 
     @property
     def _out(self):
@@ -54,11 +58,19 @@ class ProgressLines(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._t0 = self._last = time.monotonic()
         self._step0 = trainer.global_step
+        self._marks = [(self._t0, self._step0)]
 
     def line(self, trainer, outputs) -> str:
         step, total = trainer.global_step, trainer.max_steps
-        elapsed = max(time.monotonic() - self._t0, 1e-9)
-        rate = (step - self._step0) / elapsed
+        now = time.monotonic()
+        marks = self._marks or [(self._t0, self._step0)]
+        # the oldest mark still inside the window (or the newest one before it, so the window is never empty)
+        while len(marks) > 1 and now - marks[1][0] >= self.RATE_WINDOW_S:
+            marks.pop(0)
+        t_from, step_from = marks[0]
+        rate = (step - step_from) / max(now - t_from, 1e-9)
+        marks.append((now, step))
+        self._marks = marks
         parts = [f"{self.prefix}step {step}/{total}", f"{rate:.2f} steps/s"]
         metrics = trainer.callback_metrics
         loss = _scalar(outputs)
