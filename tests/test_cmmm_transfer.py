@@ -55,6 +55,7 @@ def _stage1_run(tmp, root, steps: int):
     return run
 
 
+@pytest.mark.timeout(1800)  # with its fixtures: two clips preprocessed and the stage 1 (about 5 minutes alone)
 def test_cmmm_from_one_speaker_predicts_another_speakers_mouth(long_pair, stage1_400):
     tmp, (seen, unseen) = long_pair
     net, cfg = load_cmmm(stage1_400)
