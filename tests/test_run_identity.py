@@ -3,6 +3,7 @@ world-size guard of densification."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -28,7 +29,8 @@ def test_default_run_name_is_unique_per_configuration(tmp_path):
     assert _name("trainer.max_steps=9000", "trainer.val_every=7", "run.tags=[a]", "data.num_workers=3") == base
     assert _name("run.name=mine") == "mine"
     exp = tmp_path / "no_lpips.yaml"
-    exp.write_text("loss:\n  lpips: 0.0\n")
+    default = Path(__file__).resolve().parents[1] / "experiments" / "hm_talker.yaml"
+    exp.write_text(f"base: {default}\nloss:\n  lpips: 0.0\n")  # an experiment on top of the default
     assert _name(config=str(exp)).startswith("ident-no_lpips-seed0-")
     assert _name(config=str(exp)).rsplit("-", 1)[1] == _name("loss.lpips=0").rsplit("-", 1)[1]
 

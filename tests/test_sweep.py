@@ -192,8 +192,8 @@ def test_each_checked_config_is_what_a_fresh_load_gives(tmp_path, monkeypatch):
     spec = tmp_path / "mix.yaml"
     spec.write_text("name: mix\nmethod: grid\nparameters:\n  loss.dssim: {values: [0.0, 0.2]}\n"
                     "  model.upper_aus: {values: [[AU01, AU02, AU04], [AU45]]}\n"
-                    "  sfp:\n    values:\n      - {schedule: random, p_measured: 0.25}\n"
-                    "      - {schedule: alternate, p_measured: 0.5, period: 4}\n  seed: {values: [0, 1]}\n")
+                    "  sfp:\n    values:\n      - {enabled: true, schedule: random, p_measured: 0.25}\n"
+                    "      - {enabled: true, schedule: alternate, p_measured: 0.5, period: 4}\n  seed: {values: [0, 1]}\n")
     runs = {r.name: r for r in expand(load_spec(spec), ["data.root=ident"])}
     # every run is checked by check_fit_config: the first of each key set inside its full load, the others
     # after merging their own overrides in place
