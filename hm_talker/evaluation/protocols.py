@@ -114,7 +114,7 @@ def cross_video(model, root: Path, manifest: dict, ref_path, out_dir, syncnet_we
 def cross_reference(model, root: Path, manifest: dict, ref: Reference, video, syncnet_weights=None, ckpt=None,
                     silent: bool = False) -> dict:
     """Drive the model with a reference's sound into `video` (mp4) and score the generated mouth, read back
-    from it chunk by chunk, against the reference's mouth. `silent`: every audio input zeroed (a deaf control)."""
+    from it chunk by chunk, against the reference's mouth. `silent`: every audio input at its mean (a deaf control)."""
     from hm_talker.driving.render import drive
 
     sr = manifest["sample_rate"]

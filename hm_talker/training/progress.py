@@ -41,9 +41,8 @@ class ProgressLines(L.Callback):
     def __init__(self, every: int, stream=None, refresh_s: float = 0.5, prefix: str = "") -> None:
         self.every, self.refresh_s, self.prefix = max(1, int(every)), refresh_s, prefix
         self.stream = stream
-        self._t0 = self._last = 0.0
-        self._step0, self._width = 0, 0
-        self._marks: list[tuple[float, int]] = []  # (time, step) of recent lines: the rate's window
+        self._last, self._width = 0.0, 0
+        self._marks: list[tuple[float, int]] = []  # (time, step) of recent lines, from the start: the rate's window
 
     @property
     def _out(self):
@@ -56,21 +55,18 @@ class ProgressLines(L.Callback):
             return False
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._t0 = self._last = time.monotonic()
-        self._step0 = trainer.global_step
-        self._marks = [(self._t0, self._step0)]
+        self._last = time.monotonic()
+        self._marks = [(self._last, trainer.global_step)]  # a resumed run counts from its resume step
 
     def line(self, trainer, outputs) -> str:
         step, total = trainer.global_step, trainer.max_steps
-        now = time.monotonic()
-        marks = self._marks or [(self._t0, self._step0)]
+        now, marks = time.monotonic(), self._marks
         # the oldest mark still inside the window (or the newest one before it, so the window is never empty)
         while len(marks) > 1 and now - marks[1][0] >= self.RATE_WINDOW_S:
             marks.pop(0)
         t_from, step_from = marks[0]
         rate = (step - step_from) / max(now - t_from, 1e-9)
         marks.append((now, step))
-        self._marks = marks
         parts = [f"{self.prefix}step {step}/{total}", f"{rate:.2f} steps/s"]
         metrics = trainer.callback_metrics
         loss = _scalar(outputs)
