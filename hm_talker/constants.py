@@ -4,9 +4,12 @@
 AU_NAMES = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
             "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45"]
 LOWER_FACE_AUS = ["AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26"]
+# the AUs of the mouth's opening (lips part, jaw drop): what speech predicts best across speakers
+JAW_AUS = ["AU25", "AU26"]
 UPPER_FACE_AUS = ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU45"]
 LOWER_AU_IDX = [AU_NAMES.index(a) for a in LOWER_FACE_AUS]
 UPPER_AU_IDX = [AU_NAMES.index(a) for a in UPPER_FACE_AUS]
+JAW_AU_IDX = [AU_NAMES.index(a) for a in JAW_AUS]
 # the upper-face AUs that move the eyes and brows only: AU06 (cheek raiser) and AU09 (nose wrinkler) move
 # with the jaw, so as an input of the face branch they would carry the mouth's motion
 EYE_BROW_AUS = ["AU01", "AU02", "AU04", "AU05", "AU07", "AU45"]

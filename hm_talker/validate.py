@@ -40,7 +40,7 @@ FIT_RANGES: dict[str, tuple] = {
     "run.wandb_mode": ("auto", "online", "offline", "disabled"), "seed": (0, 2**32 - 1),
     # the method: HMMM fusion, Stochastic Feature Pairing, CMMM
     "hmmm.mode": ("hybrid", "implicit", "explicit"), "hmmm.gate": ("gated", "concat"),
-    "hmmm.gate_on": ("gaussian", "token"), "hmmm.explicit_aus": ("all", "lower"),
+    "hmmm.gate_on": ("gaussian", "token"), "hmmm.explicit_aus": ("all", "lower", "jaw"),
     "hmmm.upper_au_source": ("frames", "predicted", "constant"), "hmmm.gate_hidden_dim": (1, 1 << 16),
     "sfp.schedule": ("alternate", "random", "curriculum"), "sfp.p_measured": (0.0, 1.0),
     "sfp.period": (1, INF), "sfp.curriculum_steps": (1, INF), "sfp.seed": (0, 2**32 - 1),
@@ -52,7 +52,8 @@ FIT_RANGES: dict[str, tuple] = {
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
     "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),
 }
-FIT_NONNEGATIVE_PREFIXES = ("loss.",)  # every other number under these: >= 0 (weights)
+FIT_NONNEGATIVE_PREFIXES = ("loss.", "cmmm.loss.")  # every other number under these: >= 0 (weights)
+SIGNED_KEYS = ("cmmm.loss.shifts.",)  # numbers under those prefixes that are not weights (frame offsets)
 FIT_POSITIVE_PREFIXES = ("optim.lr_",)  # learning rates: > 0
 
 PREPROCESS_RANGES: dict[str, tuple] = {
@@ -132,7 +133,7 @@ def check_fit_config(cfg, source=None) -> None:
     _check_table(values, FIT_RANGES, source)
     for key, v in values.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            if key.startswith(FIT_NONNEGATIVE_PREFIXES) and key not in FIT_RANGES:
+            if key.startswith(FIT_NONNEGATIVE_PREFIXES) and key not in FIT_RANGES and not key.startswith(SIGNED_KEYS):
                 check_range(key, v, (0, INF), source)
             if key.startswith(FIT_POSITIVE_PREFIXES):
                 if not (math.isfinite(v) and v > 0):
@@ -148,6 +149,19 @@ def check_fit_config(cfg, source=None) -> None:
     if cfg.run.group:
         check_name("run.group", cfg.run.group, source)
     check_name("run.project", cfg.run.project, source)
+
+
+def check_cmmm_config(cfg, source=None) -> None:
+    """`fit-cmmm`'s config (a CMMMFitConfig): the `cmmm.*` ranges of FIT_RANGES (the same fields as in a
+    fit) and its loss weights >= 0."""
+    from omegaconf import OmegaConf
+
+    values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
+    _check_table(values, {k: v for k, v in FIT_RANGES.items() if k.startswith("cmmm.")}, source)
+    for key, v in values.items():
+        if key.startswith("cmmm.loss.") and key not in FIT_RANGES and not key.startswith(SIGNED_KEYS) \
+                and isinstance(v, (int, float)) and not isinstance(v, bool):
+            check_range(key, v, (0, INF), source)
 
 
 def check_preprocess_config(cfg, source=None) -> None:

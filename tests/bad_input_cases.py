@@ -213,11 +213,18 @@ for _kv, _key, _why in [
     ("trainer.checkpoint_every=-5", "trainer.checkpoint_every", "out of range"),
     ("trainer.accelerator=tpu9", "trainer.accelerator", "not one of"),
     ("optim.lr_means=0", "optim.lr_means", "positive"), ("loss.l1=-1", "loss.l1", "out of range"),
+    ("cmmm.loss.speech_l2=-1", "cmmm.loss.speech_l2", "out of range"),
     ("run.group=${oc.env:HOME}", "run.group", "not allowed"),
 ]:
     def _fit(ws, fx, kv=_kv, key=_key, why=_why):
         return fit_argv(fx, ws, kv), why, key
     case(f"fit-{_kv}", needs=("ident",))(_fit)
+
+
+@case("fit-cmmm-negative-loss-weight", needs=("ident",), notes="was: accepted, and trained against its own loss")
+def _(ws, fx):
+    return ["fit-cmmm", f"data.roots=[{fx['ident']}]", f"run.dir={ws / 'runs'}", "trainer.max_steps=5",
+            "cmmm.loss.align=-0.5"], "out of range", "cmmm.loss.align"
 
 
 @case("fit-config-with-env-resolver", needs=("ident",), notes="was: the secret is stored in summary.json")

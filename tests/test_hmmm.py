@@ -97,6 +97,26 @@ def test_the_explicit_feature_moves_the_lips(identity64):
     assert (a - b).abs().max() > 1e-4
 
 
+def test_the_jaw_subset_reads_the_mouths_opening_and_nothing_else():
+    """hmmm.explicit_aus=jaw: the explicit feature follows AU25 / AU26 (lips part, jaw drop) and ignores the
+    other 15 AUs (whose audio predictions another speaker's voice barely carries)."""
+    from hm_talker.constants import AU_NAMES
+    from hm_talker.model.cmmm import CMMM
+    from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
+
+    torch.manual_seed(0)
+    net = CMMM(AudioEncoderConfig(), CMMMNetConfig(), "jaw")
+    aus = torch.full((1, len(AU_NAMES)), 1.0)
+    base = net.explicit(aus)
+    for name in AU_NAMES:
+        moved = aus.clone()
+        moved[0, AU_NAMES.index(name)] = 4.0
+        change = (net.explicit(moved) - base).abs().max().item()
+        assert (change > 1e-4) == (name in ("AU25", "AU26")), (name, change)
+    with pytest.raises(ValueError, match="all, lower or jaw"):
+        CMMM(AudioEncoderConfig(), CMMMNetConfig(), "mouth")
+
+
 def test_the_scored_frames_aus_cannot_move_the_lips_or_jaw(identity64):
     """Audio-driven (the path of infer, evaluate and validation), the frame's own AUs reach the model only as
     the eye/brow condition: changing every AU of the frame moves face Gaussians above the nose and nothing

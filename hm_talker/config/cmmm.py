@@ -74,7 +74,7 @@ class CMMMFitConfig:
     data: CMMMDataConfig = field(default_factory=CMMMDataConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)  # implicit-feature encoder
     cmmm: CMMMConfig = field(default_factory=CMMMConfig)  # networks, losses, lr (ckpt/freeze/pretrain unused here)
-    explicit_aus: str = "all"  # AUs that feed the explicit feature: all or lower
+    explicit_aus: str = "all"  # AUs that feed the explicit feature: all, lower or jaw
     trainer: CMMMTrainerConfig = field(default_factory=CMMMTrainerConfig)
     run: CMMMRunConfig = field(default_factory=CMMMRunConfig)
     seed: int = 0  # seeds the weights and the data order
@@ -89,4 +89,7 @@ def load_config(config_path: str | None, overrides: list[str]):
     cfg = load_structured(CMMMFitConfig, config_path, overrides)
     if not cfg.data.roots:
         raise InputError(config_path, "data.roots is empty (pass data.roots=[IDENTITY_DIR,...])")
+    from hm_talker.validate import check_cmmm_config
+
+    check_cmmm_config(cfg, config_path)
     return cfg

@@ -68,7 +68,7 @@ class OptimConfig:
     lr_opacities: float = 5.0e-2  # Adam lr of the opacity logits
     lr_colors: float = 2.5e-3  # Adam lr of the SH DC colour coefficients
     lr_colors_rest: float = 1.25e-4  # Adam lr of higher SH coefficients (only with sh_degree > 0)
-    lr_networks: float = 5.0e-4  # Adam lr of the audio encoder and deformation MLPs
+    lr_networks: float = 2.0e-3  # Adam lr of the audio encoder and deformation MLPs (5e-4 left the AU -> mouth map of short fits unlearned by chance: README, "Learning rate")
     lr_grids: float = 5.0e-3  # Adam lr of the hash-grid tables
     network_decay_final: float = 0.1  # network lrs are multiplied by this at the decay horizon (exponential)
     decay_steps: int = 0  # horizon of both decays in steps; 0 = trainer.max_steps (fix it to resume with a new max_steps)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hm_talker.constants import AU_MAX, AU_NAMES, LOWER_AU_IDX
+from hm_talker.constants import AU_MAX, AU_NAMES, JAW_AU_IDX, LOWER_AU_IDX
 from hm_talker.model.audio_encoder import AudioEncoder
 from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
 from hm_talker.model.layers import mlp
@@ -33,14 +33,15 @@ LEAKY_SLOPE = 0.02  # negative slope of the LeakyReLUs of CMMM's MLPs
 
 
 def au_subset_mask(subset: str) -> Tensor:  # [17] 1 where the AU feeds the explicit feature
-    """`all` -> every AU; `lower` -> the lower-face AUs (AU10 12 14 15 17 20 23 25 26) only."""
+    """`all` -> every AU; `lower` -> the lower-face AUs (AU10 12 14 15 17 20 23 25 26) only; `jaw` -> the
+    mouth's opening (AU25, AU26) only."""
     if subset == "all":
         return torch.ones(NUM_AUS)
-    if subset == "lower":
+    if subset in ("lower", "jaw"):
         mask = torch.zeros(NUM_AUS)
-        mask[LOWER_AU_IDX] = 1.0
+        mask[LOWER_AU_IDX if subset == "lower" else JAW_AU_IDX] = 1.0
         return mask
-    raise ValueError(f"explicit AU subset must be all or lower, not {subset!r}")
+    raise ValueError(f"explicit AU subset must be all, lower or jaw, not {subset!r}")
 
 
 @dataclass

@@ -137,7 +137,7 @@ class HMMMConfig(FusionConfig):
     """HMMM (Hybrid Motion Modeling Module): which features drive the lower face, and how they fuse."""
 
     mode: str = "hybrid"  # hybrid (implicit + explicit), implicit (audio only: the baseline) or explicit (AUs only)
-    explicit_aus: str = "all"  # AUs that feed the explicit feature: all 17 or the lower-face ones
+    explicit_aus: str = "all"  # AUs that feed the explicit feature: all 17, the lower-face ones, or jaw (AU25, AU26: the opening)
     upper_au_source: str = "frames"  # eye/brow AUs of the face branch: frames (measured on the rendered frame), predicted, or constant (the identity's mean: a diagnostic)
 
 
