@@ -125,12 +125,8 @@ def _check_table(values: dict, ranges: dict, source) -> None:
             check_range(key, values[key], rule, source)
 
 
-def check_fit_config(cfg, source=None) -> None:
-    """Every range of FIT_RANGES, the weights / learning-rate sign rules, the SFP rules and the run names."""
-    from omegaconf import OmegaConf
-
-    values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
-    _check_table(values, FIT_RANGES, source)
+def _check_signs(values: dict, source) -> None:
+    """Weights (FIT_NONNEGATIVE_PREFIXES, outside FIT_RANGES and SIGNED_KEYS) >= 0, learning rates > 0."""
     for key, v in values.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if key.startswith(FIT_NONNEGATIVE_PREFIXES) and key not in FIT_RANGES and not key.startswith(SIGNED_KEYS):
@@ -138,6 +134,15 @@ def check_fit_config(cfg, source=None) -> None:
             if key.startswith(FIT_POSITIVE_PREFIXES):
                 if not (math.isfinite(v) and v > 0):
                     raise InputError(source, f"{key}={v!r} must be a positive learning rate")
+
+
+def check_fit_config(cfg, source=None) -> None:
+    """Every range of FIT_RANGES, the weights / learning-rate sign rules, the SFP rules and the run names."""
+    from omegaconf import OmegaConf
+
+    values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
+    _check_table(values, FIT_RANGES, source)
+    _check_signs(values, source)
     videos = cfg.eval.drive_video
     if OmegaConf.is_list(videos):
         videos = list(videos)
@@ -158,10 +163,7 @@ def check_cmmm_config(cfg, source=None) -> None:
 
     values = dict(flat_items(OmegaConf.to_container(cfg, resolve=False)))
     _check_table(values, {k: v for k, v in FIT_RANGES.items() if k.startswith("cmmm.")}, source)
-    for key, v in values.items():
-        if key.startswith("cmmm.loss.") and key not in FIT_RANGES and not key.startswith(SIGNED_KEYS) \
-                and isinstance(v, (int, float)) and not isinstance(v, bool):
-            check_range(key, v, (0, INF), source)
+    _check_signs(values, source)
 
 
 def check_preprocess_config(cfg, source=None) -> None:

@@ -37,9 +37,10 @@ def au_subset_mask(subset: str) -> Tensor:  # [17] 1 where the AU feeds the expl
     mouth's opening (AU25, AU26) only."""
     if subset == "all":
         return torch.ones(NUM_AUS)
-    if subset in ("lower", "jaw"):
+    subsets = {"lower": LOWER_AU_IDX, "jaw": JAW_AU_IDX}
+    if subset in subsets:
         mask = torch.zeros(NUM_AUS)
-        mask[LOWER_AU_IDX if subset == "lower" else JAW_AU_IDX] = 1.0
+        mask[subsets[subset]] = 1.0
         return mask
     raise ValueError(f"explicit AU subset must be all, lower or jaw, not {subset!r}")
 
