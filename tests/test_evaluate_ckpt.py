@@ -19,6 +19,7 @@ def test_self_driven_scores_the_held_out_frames(trained_ckpt, identity64, tmp_pa
     # 0.57 (full frame 26.6 dB: inflated by the real frame outside the face); 20 steps: 25.1 dB, 0.70.
     assert m["psnr_face"] > 24.0 and m["ssim_face"] > 0.65
     assert m["psnr_face"] < m["psnr"] < 60 and 0 < m["lpips"] < 1  # frame outside the face is real
+    assert m["seam"] is not None and "seam" not in m["notes"]  # scored along the edge the head was rendered in
     for key in ("mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter"):
         assert m[key] is not None or key in m["notes"]
     assert "upper-face AUs" in m["notes"]["protocol"] and "audio only" in m["notes"]["protocol"]

@@ -12,7 +12,8 @@ from conftest import SMALL
 from hm_talker.cli import main
 
 SELF = {"val/mouth_r": "mouth_r", "val/mouth_amp": "mouth_amp", "val/mouth_jitter": "mouth_jitter",
-        "val/lmd": "lmd", "val/psnr_face": "psnr_face", "val/lpips_face": "lpips_face"}
+        "val/lmd": "lmd", "val/psnr_face": "psnr_face", "val/lpips_face": "lpips_face",
+        "val/seam": "seam"}
 CROSS = {"val/cross_mouth_r": "mouth_r", "val/cross_mouth_amp": "mouth_amp", "val/cross_mouth_jitter": "mouth_jitter"}
 
 

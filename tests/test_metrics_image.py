@@ -119,7 +119,9 @@ def test_score_frames_identical_and_notes(monkeypatch):
     # the only other notes: the mouth-motion keys, which need the full 478-point landmarks (not given here)
     from hm_talker.metrics.mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS
 
-    assert set(out["notes"]) - {"sync_c", "sync_d", "av_offset"} <= set(MOUTH_PAIR_KEYS) | set(MOUTH_SELF_KEYS) | {
+    # and the seam, which needs the region a model rendered the head in (two clips do not have one)
+    assert out["seam"] is None and "render region" in out["notes"]["seam"]
+    assert set(out["notes"]) - {"sync_c", "sync_d", "av_offset", "seam"} <= set(MOUTH_PAIR_KEYS) | set(MOUTH_SELF_KEYS) | {
         "mouth_frames_skipped"}
 
     bare = score_frames(x, x)

@@ -16,16 +16,16 @@ from hm_talker.errors import InputError
 METRIC_DIRECTIONS = {
     "psnr": 1, "ssim": 1, "psnr_face": 1, "ssim_face": 1, "sync_c": 1, "mouth_r": 1, "mouth_r_best": 1,
     "lpips": -1, "lpips_face": -1, "lmd": -1, "aue": -1, "aue_lower": -1, "aue_upper": -1,
-    "sync_d": -1, "av_offset": 0, "mouth_lag": 0, "mouth_amp": 0, "mouth_jitter": 0, "fid": -1,
+    "sync_d": -1, "av_offset": 0, "seam": 0, "mouth_lag": 0, "mouth_amp": 0, "mouth_jitter": 0, "fid": -1,
 }
 METRIC_TARGETS = {"mouth_amp": 1.0, "mouth_jitter": 1.0}  # ratios to the real mouth: 1 is best
 # headline first: the face region (full-frame numbers are inflated by compositing), then lip sync
-_KNOWN_ORDER = ["psnr_face", "ssim_face", "lpips_face", "mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp",
+_KNOWN_ORDER = ["psnr_face", "ssim_face", "lpips_face", "seam", "mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp",
                 "mouth_jitter", "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d", "av_offset",
                 "psnr", "ssim", "lpips", "mouth_open_mean", "mouth_open_std", "mouth_open_jitter"]
 # a fit's validation keys (hm_talker/evaluation/validation.py): lip sync first, as SFP sweeps rank by it
 _VAL_ORDER = ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp", "val/mouth_jitter",
-              "val/cross_mouth_r", "val/cross_mouth_amp", "val/cross_mouth_jitter", "val/lmd",
+              "val/cross_mouth_r", "val/cross_mouth_amp", "val/cross_mouth_jitter", "val/lmd", "val/seam",
               "val/cross_mouth_r_deaf", "val/cross_mouth_amp_deaf", "val/cross_mouth_jitter_deaf", "psnr_val"]
 _NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
 _ARROW = {1: "↑", -1: "↓"}

@@ -84,8 +84,9 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
 
 def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8,
                     measured_lower_face: bool = False):
-    """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices)
-    over the identity's held-out frames in order, each driven by its own audio window.
+    """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices,
+    render regions bool [b, H, W]: where the head was drawn, the real frame outside) over the identity's
+    held-out frames in order, each driven by its own audio window.
 
     The model sees the held-out frames' pose, upper-face AUs and background, and no lower-face
     measurement: their lower-face AUs are zeroed before the model sees them. With
@@ -104,7 +105,8 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
                 aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
                 batch["aus"] = aus
             yield (render(model, batch, measured=measured_lower_face), to_uint8(batch["image"]),
-                   batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks))
+                   batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks),
+                   model.region(batch)[:, 0].cpu().numpy() > 0.5)
 
 
 def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_size: int = 4,

@@ -51,6 +51,11 @@ METHOD_NOTES = {
     "image_definition": ("*_face = PSNR/SSIM/LPIPS inside the face region (mask / its box): the headline. "
                       "Full-frame values are inflated: every pixel outside the face mask is the real "
                       "frame composited back."),
+    "seam_definition": (
+        "seam = how much darker (luma levels, 0-255) the 3-px band on the edge of the region the head is "
+        "rendered in is than the 3-px rings either side of it, minus the same in the real frame at the same "
+        "pixels, averaged over frames (hm_talker/metrics/seam.py): a dark line along the jaw scores its "
+        "depth times the share of the edge it covers; 0 = the edge looks like the real frame's."),
     "sync_definition": (
         "Sync-C/D differ from syncnet_python's pipeline in the crop: syncnet_python detects the face "
         "with S3FD in every frame, tracks it (tracks shorter than --min_track, 100 frames by default, "
@@ -63,7 +68,7 @@ METHOD_NOTES = {
 }
 
 _SECTIONS = (
-    ("face region (headline)", FACE_KEYS),
+    ("face region (headline)", (*FACE_KEYS, "seam")),
     ("lip sync", (*MOUTH_PAIR_KEYS, "lmd", "sync_c", "sync_d", "av_offset")),
     ("expression", ("aue", "aue_lower", "aue_upper")),
     ("full frame (inflated by compositing)", FULL_FRAME_KEYS),

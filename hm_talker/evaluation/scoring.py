@@ -109,7 +109,8 @@ def video_landmarks(path, chunk: int = CHUNK_FRAMES) -> np.ndarray:
 
 def score_against_frames(chunks: Iterable, sync: bool, syncnet_weights=None, audio_for=None) -> dict:
     """Every metric of generated frames against their real frames, fed as chunks of
-    ``(generated uint8 [n, H, W, 3], real uint8, face masks bool [n, H, W], frame indices [n])``.
+    ``(generated uint8 [n, H, W, 3], real uint8, face masks bool [n, H, W], frame indices [n])``, optionally
+    followed by the regions the head was rendered in (bool [n, H, W], for ``seam``).
 
     ``audio_for(first, last)``: the sound of frames first..last for Sync (None: no sound)."""
     from hm_talker.preprocess.landmarks import LandmarkTrack
@@ -117,8 +118,8 @@ def score_against_frames(chunks: Iterable, sync: bool, syncnet_weights=None, aud
     scorer = ClipScorer(True, sync, syncnet_weights)
     first = last = None
     with LandmarkTrack() as track_t, LandmarkTrack() as track_p:
-        for pred, target, masks, frames in chunks:
-            scorer.update(pred, target, masks)
+        for pred, target, masks, frames, *region in chunks:
+            scorer.update(pred, target, masks, render_region=region[0] if region else None)
             track_t.update(target)
             track_p.update(pred)
             first, last = frames[0] if first is None else first, frames[-1]

@@ -3,7 +3,7 @@ same protocols as `hm-talker evaluate`, so a run's W&B page and summary.json sho
 would give for the checkpoint of that step.
 
 - self-driven (always, with eval.lip_sync): the held-out frames driven by their own audio only ->
-  val/mouth_r, val/mouth_amp, val/mouth_jitter, val/lmd, val/psnr_face, val/lpips_face;
+  val/mouth_r, val/mouth_amp, val/mouth_jitter, val/lmd, val/psnr_face, val/lpips_face, val/seam;
 - cross-driven (eval.drive_video: a real video of another person speaking, or a list): its sound drives
   the model and its real mouth is the reference -> val/cross_mouth_r, val/cross_mouth_amp,
   val/cross_mouth_jitter (the mean over the references; per reference val/cross/<name>/...); with
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-SELF_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face")
+SELF_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face", "seam")
 CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
 
 

@@ -2,7 +2,8 @@
 
 Modules: :mod:`.image` (PSNR, SSIM, LPIPS, full frame and face region), :mod:`.landmark` (LMD),
 :mod:`.mouth` (weight-free lip sync: mouth-opening correlation, lag, amplitude, jitter),
-:mod:`.au` (AUE), :mod:`.sync` (Sync-C / Sync-D / AV offset with SyncNet) and
+:mod:`.au` (AUE), :mod:`.seam` (the dark line along the rendered region's edge),
+:mod:`.sync` (Sync-C / Sync-D / AV offset with SyncNet) and
 :mod:`.lpips_weights` (offline AlexNet backbone for LPIPS). Each module's docstring is the
 definition of its metrics. :func:`score_frames` runs all of them on one clip.
 """
@@ -20,13 +21,14 @@ from .image import (PSNR_CAP_DB, ImageScores, as_masks, lpips_distance, lpips_fa
                     ssim_face)
 from .landmark import MEDIAPIPE_LIP_INDICES, lmd
 from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, mouth_opening, mouth_scores, opening_stats
+from .seam import SeamStream
 from .sync import SyncStream, compute_sync, sync_scores
 
 # Headline first: the face region (the full frame is mostly the real frame, composited back),
 # then lip sync, then the full-frame numbers the field also reports.
 FACE_KEYS = ("psnr_face", "ssim_face", "lpips_face")
 FULL_FRAME_KEYS = ("psnr", "ssim", "lpips")
-METRIC_KEYS = (*FACE_KEYS, *MOUTH_PAIR_KEYS, "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d",
+METRIC_KEYS = (*FACE_KEYS, "seam", *MOUTH_PAIR_KEYS, "lmd", "aue", "aue_lower", "aue_upper", "sync_c", "sync_d",
                "av_offset", *FULL_FRAME_KEYS, *MOUTH_SELF_KEYS, "mouth_frames_skipped", "num_frames")
 
 
@@ -93,10 +95,12 @@ class ClipScorer:
         self.face = face_masks
         self.image = ImageScores(device)
         self.sync = SyncStream(syncnet_weights) if sync else None
+        self.seam = SeamStream()  # fed only by chunks that bring the region the head was rendered in
         self.num_frames, self.size = 0, None
 
-    def update(self, pred, target, face_masks=None, sync_frames=None) -> None:
-        """The next chunk: ``[n, H, W, 3]`` uint8 RGB pred and target, ``[n, H, W]`` masks, face crops."""
+    def update(self, pred, target, face_masks=None, sync_frames=None, render_region=None) -> None:
+        """The next chunk: ``[n, H, W, 3]`` uint8 RGB pred and target, ``[n, H, W]`` masks, face crops,
+        ``[n, H, W]`` bool region the head was rendered in (the real frame outside it: for ``seam``)."""
         if np.shape(pred) != np.shape(target):
             raise ValueError(f"pred {np.shape(pred)} and target {np.shape(target)} differ in shape")
         if self.face and face_masks is None:
@@ -106,6 +110,8 @@ class ClipScorer:
         self.image.update(pred, target, face_masks if self.face else None)
         if self.sync is not None:
             self.sync.update(pred if sync_frames is None else sync_frames)
+        if render_region is not None:
+            self.seam.update(pred, target, render_region)
 
     def result(self, pred_mouth_landmarks=None, target_mouth_landmarks=None, pred_aus=None, target_aus=None,
                audio=None, sample_rate: int = 16000, *, lmd_reference_size=None, pred_landmarks=None,
@@ -133,6 +139,10 @@ class ClipScorer:
                              ("lpips_face", "no face box of at least 32 px")):
                 if out[key] is None and key not in notes:
                     notes[key] = why
+
+        out["seam"] = self.seam.result()
+        if out["seam"] is None:
+            notes["seam"] = "no render region given (scored where a model renders into real frames)"
 
         if pred_mouth_landmarks is None or target_mouth_landmarks is None:
             notes["lmd"] = "mouth landmarks of pred and target not given"

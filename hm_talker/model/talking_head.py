@@ -100,11 +100,14 @@ class TalkingHead(nn.Module):
         deformed["conditions"] = c
         return deformed
 
+    def region(self, batch: dict) -> Tensor:
+        """[B, 1, H, W] where the head is rendered (model.face_region); the real frame is kept outside it."""
+        return (self.head.pose_region(batch, self.mask_dilate) if self.region_kind == "pose"
+                else face_region(batch["masks"], self.mask_dilate))
+
     def render(self, batch: dict, deformed: dict) -> dict:
         """Composite per frame (see GaussianHead.render): rgb [B, 3, H, W], alpha, metas, face_mask."""
-        region = (self.head.pose_region(batch, self.mask_dilate) if self.region_kind == "pose"
-                  else face_region(batch["masks"], self.mask_dilate))
-        return self.head.render(batch, deformed, region)
+        return self.head.render(batch, deformed, self.region(batch))
 
 
 
