@@ -149,3 +149,19 @@ def test_protocol_comes_from_the_eval_tag_when_the_summary_has_none(tmp_path):
     d.mkdir()
     (d / "summary.json").write_text(json.dumps({"name": "x", "group": "g", "tags": ["eval-self"], "metrics": {}}))
     assert compare.load_summary(d).protocol == "self"
+
+
+def test_one_references_columns_are_not_repeated_and_two_references_keep_theirs():
+    from hm_talker.compare.records import RunRecord
+    from hm_talker.compare.table import aggregate
+
+    def run(name, seed, r, per_ref):
+        return RunRecord(name, "g", seed, metrics={"val/cross_mouth_r": r, "val/cross_mouth_r_deaf": -r / 4,
+                                                  **per_ref})
+
+    one = [run(f"a{s}", s, r, {"val/cross/REF/mouth_r": r, "val/cross/REF/mouth_r_deaf": -r / 4})
+           for s, r in ((0, 0.3), (1, 0.4))]
+    assert aggregate(one).metrics == ["val/cross_mouth_r", "val/cross_mouth_r_deaf"]
+    two = [run(f"b{s}", s, (a + b) / 2, {"val/cross/A/mouth_r": a, "val/cross/B/mouth_r": b})
+           for s, (a, b) in ((0, (0.2, 0.4)), (1, (0.3, 0.5)))]
+    assert {"val/cross/A/mouth_r", "val/cross/B/mouth_r"} <= set(aggregate(two).metrics)

@@ -158,6 +158,22 @@ def finite_number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _repeated_per_reference(records: Sequence[RunRecord], names: set[str]) -> set[str]:
+    """The per-reference validation keys (val/cross/REF/m) of runs with a single reference: they equal the
+    mean over references (val/cross_m) in every run, so a column of them would repeat that column."""
+    refs = {k.split("/")[2] for k in names if k.startswith("val/cross/") and k.count("/") == 3}
+    if len(refs) != 1:
+        return set()
+    ref = refs.pop()
+    out = set()
+    for k in names:
+        if k.startswith(f"val/cross/{ref}/"):
+            mean_key = "val/cross_" + k.split("/")[3]  # val/cross/REF/mouth_r_deaf -> val/cross_mouth_r_deaf
+            if all(finite_number(r.metrics.get(k)) == finite_number(r.metrics.get(mean_key)) for r in records):
+                out.add(k)
+    return out
+
+
 def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> ComparisonTable:
     """Group records by ``group`` and ``protocol``; mean and sample std of every metric over each
     row's runs."""
@@ -167,6 +183,7 @@ def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None
     groups: list[str] = list(dict.fromkeys(label[id(r)] for r in records))
     if metrics is None:
         names = {k for r in records for k in r.metrics if k not in _NOT_METRICS}
+        names -= _repeated_per_reference(records, names)
         known = _VAL_ORDER + _KNOWN_ORDER
         metrics = [m for m in known if m in names] + sorted(names - set(known))
     stats: dict[str, dict[str, MetricStats]] = {}
