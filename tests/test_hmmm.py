@@ -175,3 +175,17 @@ def test_fit_follows_the_sfp_sequence_and_resume_continues_it(identity64, tmp_pa
     assert full.cb.seen == expected
     assert {**first.cb.seen, **second.cb.seen} == expected and sorted(second.cb.seen) == [4, 5, 6, 7]
     assert set(expected.values()) == {MEASURED, PREDICTED}
+
+
+def test_a_predicted_share_scales_the_predictions_error_on_predicted_steps(identity64):
+    """sfp.predicted_share=s: a predicted step's explicit feature reads measured + s x (predicted - measured);
+    measured steps and driving (no share in the batch) are unchanged."""
+    module = _module(identity64, "sfp.enabled=true", "sfp.predicted_share=0.25")
+    batch = _batch(identity64)
+    with torch.no_grad():
+        pred = module.conditions(batch, PREDICTED)
+        meas = module.conditions(batch, MEASURED)
+        mixed = module.conditions({**batch, "predicted_share": 0.25}, PREDICTED)
+        want = module.cmmm.explicit(batch["aus"] + 0.25 * (pred["pred_aus"] - batch["aus"]))
+    torch.testing.assert_close(mixed["explicit"], want)
+    assert not torch.allclose(mixed["explicit"], pred["explicit"]) and not torch.allclose(mixed["explicit"], meas["explicit"])

@@ -158,3 +158,13 @@ def test_labels_name_what_is_trained():
                                        SFPConfig(schedule="curriculum", p_measured=0.75), SFPConfig(enabled=False),
                                        SFPConfig(schedule="random", p_measured=0.0))] == \
         ["alt-m0.25-p4", "rand-m0.5", "curr-m0.75-c1000", "measured-only", "predicted-only"]
+
+
+def test_a_predicted_share_is_its_own_run_named_and_checked():
+    half = SFPConfig(predicted_share=0.5)
+    assert sfp_mod.effective_key(half, 0) != sfp_mod.effective_key(SFPConfig(), 0)
+    assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_share=0.5), 0) == ("measured-only",)
+    assert sfp_mod.label(half) == "alt-m0.5-p2-s0.5" and sfp_mod.label(SFPConfig()) == "alt-m0.5-p2"
+    for bad in (0.0, -0.5, 1.5):
+        assert "sfp.predicted_share" in sfp_mod.config_problem(SFPConfig(predicted_share=bad))
+    assert sfp_mod.config_problem(half) is None

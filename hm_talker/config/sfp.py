@@ -16,6 +16,7 @@ class SFPConfig:
     curriculum_steps: int = 1000  # curriculum only: steps over which p(measured) falls linearly from 1 to p_measured
     seed: int = 0  # random / curriculum draws: hash of (seed, step)
     predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
+    predicted_share: float = 1.0  # on predicted-AU steps the AUs are measured + share x (predicted - measured): 1 the paper's pairing, below 1 the predictor's errors scaled down (0 < share <= 1)
     predicted_implicit: str = "audio"  # the implicit feature on predicted-AU steps: audio, or silent (at its mean: those steps must render from the predicted AUs alone)
 
 
@@ -44,6 +45,10 @@ def config_problem(cfg) -> str | None:
     measured-only). `period` / `curriculum_steps` are read by one schedule each: set under another schedule
     they change nothing, and two runs that differ only in them are the same run under two names.
     """
+    ps = float(getattr(cfg, "predicted_share", 1.0))
+    if not 0.0 < ps <= 1.0:
+        return (f"sfp.predicted_share={ps:g}: the share of CMMM's prediction in the AUs of predicted steps must be in "
+                f"(0, 1] (0 would be measured AUs on every step: sfp.enabled=false)")
     x = cfg.p_measured * cfg.period
     if cfg.schedule == "alternate" and abs(x - round(x)) > WHOLE_STEPS_TOLERANCE:
         k = round(x)
@@ -72,7 +77,8 @@ def effective_key(cfg, run_seed: int) -> tuple:
     if not cfg.enabled:
         return ("measured-only",)
     p = float(cfg.p_measured)
-    lm = (float(cfg.predicted_lip_motion), str(getattr(cfg, "predicted_implicit", "audio")))  # predicted steps
+    lm = (float(cfg.predicted_lip_motion), str(getattr(cfg, "predicted_implicit", "audio")),
+          float(getattr(cfg, "predicted_share", 1.0)))  # what a predicted step trains
     if cfg.schedule == "alternate":
         k = measured_per_cycle(cfg)
         if k >= cfg.period:
@@ -123,10 +129,14 @@ def label(cfg) -> str:
     """A run-name part saying what SFP trains: alt-m0.25-p4, rand-m0.25, curr-m0.25-c1000, measured-only,
     predicted-only (letters, digits, '.' and '-' only)."""
     key = effective_key(cfg, 0)
-    if key[0] in ("measured-only", "predicted-only"):
+    if key[0] == "measured-only":
         return key[0]
+    ps = float(getattr(cfg, "predicted_share", 1.0))
+    blend = f"-s{ps:.3g}" if ps != 1.0 else ""  # predicted steps with a share of the prediction
+    if key[0] == "predicted-only":
+        return key[0] + blend
     if key[0] == "alternate":
-        return f"alt-m{key[1] / key[2]:.3g}-p{key[2]}"
+        return f"alt-m{key[1] / key[2]:.3g}-p{key[2]}{blend}"
     if key[0] == "random":
-        return f"rand-m{cfg.p_measured:.3g}"
-    return f"curr-m{cfg.p_measured:.3g}-c{cfg.curriculum_steps}"
+        return f"rand-m{cfg.p_measured:.3g}{blend}"
+    return f"curr-m{cfg.p_measured:.3g}-c{cfg.curriculum_steps}{blend}"

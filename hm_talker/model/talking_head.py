@@ -83,6 +83,8 @@ class TalkingHead(nn.Module):
         explicit = None
         if self.mode != "implicit":
             aus = batch["aus"] if source == MEASURED else out["aus"]
+            if source == PREDICTED and "predicted_share" in batch:  # SFP training: the prediction's error, scaled
+                aus = batch["aus"] + batch["predicted_share"] * (out["aus"] - batch["aus"])
             explicit = self.cmmm.explicit(aus)
         if self.upper_au_source == "constant":  # the identity's mean (a diagnostic: no upper-face motion)
             upper_src = self.cmmm.meas_mean.expand_as(out["aus"])

@@ -141,6 +141,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
             # the audio reaches these steps only through CMMM's predicted AUs: they cannot learn to lean on the
             # training speaker's own voice (the implicit feature), which another speaker's speech does not carry
             batch = {**batch, "silent_implicit": True}
+        if source == PREDICTED and self.cfg.sfp.predicted_share < 1.0:
+            batch = {**batch, "predicted_share": self.cfg.sfp.predicted_share}  # measured + share x error
         deformed = self.deform(batch, source=source, face_grad=face_grad)
         out = self.render(batch, deformed)
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
