@@ -53,16 +53,19 @@ class RenderTimer:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def render(model, batch: dict, timer: RenderTimer | None = None, measured: bool = False) -> np.ndarray:
+def render(model, batch: dict, timer: RenderTimer | None = None, measured: bool = False,
+           with_region: bool = False):
     """uint8 [B, H, W, 3] frames of a batch: predicted AUs drive the lower face (audio only), or with
-    `measured` the AUs measured on the batch's frames (a diagnostic: the renderer's upper bound)."""
+    `measured` the AUs measured on the batch's frames (a diagnostic: the renderer's upper bound).
+    `with_region`: (frames, bool [B, H, W] region the head was drawn in, the real frame outside it)."""
     t = time.perf_counter()
     deformed = model.deform(batch, source=MEASURED) if measured else model.deform(batch)
-    out = to_uint8(model.render(batch, deformed)["rgb"])  # the copy to the host waits for the GPU
+    composite = model.render(batch, deformed)
+    out = to_uint8(composite["rgb"])  # the copy to the host waits for the GPU
     if timer is not None:
         timer.seconds += time.perf_counter() - t
         timer.frames += len(out)
-    return out
+    return (out, composite["face_mask"][:, 0].cpu().numpy() > 0.5) if with_region else out
 
 
 def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, batch_size: int = 4,
@@ -104,9 +107,9 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
                 aus = batch["aus"].clone()
                 aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
                 batch["aus"] = aus
-            yield (render(model, batch, measured=measured_lower_face), to_uint8(batch["image"]),
-                   batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks),
-                   model.region(batch)[:, 0].cpu().numpy() > 0.5)
+            frames_out, region = render(model, batch, measured=measured_lower_face, with_region=True)
+            yield (frames_out, to_uint8(batch["image"]), batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks),
+                   region)
 
 
 def drive(model, root: Path, manifest: dict, audio: np.ndarray, out_path, batch_size: int = 4,
