@@ -165,6 +165,10 @@ def test_a_predicted_share_is_its_own_run_named_and_checked():
     assert sfp_mod.effective_key(half, 0) != sfp_mod.effective_key(SFPConfig(), 0)
     assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_share=0.5), 0) == ("measured-only",)
     assert sfp_mod.label(half) == "alt-m0.5-p2-s0.5" and sfp_mod.label(SFPConfig()) == "alt-m0.5-p2"
-    for bad in (0.0, -0.5, 1.5):
-        assert "sfp.predicted_share" in sfp_mod.config_problem(SFPConfig(predicted_share=bad))
+    from hm_talker.config.fit import load_config
+
+    for bad in (0.0, -0.5, 1.5):  # the range lives in validate.FIT_RANGES, checked by fit and every sweep run
+        with pytest.raises(InputError, match="sfp.predicted_share"):
+            load_config(None, ["data.root=ident", f"sfp.predicted_share={bad}"])
     assert sfp_mod.config_problem(half) is None
+    assert load_config(None, ["data.root=ident", "sfp.predicted_share=0.5"]).sfp.predicted_share == 0.5

@@ -45,10 +45,6 @@ def config_problem(cfg) -> str | None:
     measured-only). `period` / `curriculum_steps` are read by one schedule each: set under another schedule
     they change nothing, and two runs that differ only in them are the same run under two names.
     """
-    ps = float(getattr(cfg, "predicted_share", 1.0))
-    if not 0.0 < ps <= 1.0:
-        return (f"sfp.predicted_share={ps:g}: the share of CMMM's prediction in the AUs of predicted steps must be in "
-                f"(0, 1] (0 would be measured AUs on every step: sfp.enabled=false)")
     x = cfg.p_measured * cfg.period
     if cfg.schedule == "alternate" and abs(x - round(x)) > WHOLE_STEPS_TOLERANCE:
         k = round(x)
