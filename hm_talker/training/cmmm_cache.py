@@ -122,7 +122,9 @@ def _train_entry(stage1_cfg, entry: Path, key: str, inputs: dict, train) -> None
     except Preempted:
         raise  # not a failure: the waiting ranks were signalled too, the requeued job trains it
     except BaseException as exc:
-        (entry / FAILED).write_text(f"{type(exc).__name__}: {exc}\n")
+        tmp = entry / f".{FAILED}.tmp-{os.getpid()}"
+        tmp.write_text(f"{type(exc).__name__}: {exc}\n")
+        os.replace(tmp, entry / FAILED)  # atomic: a waiting rank never reads the marker before its message
         raise
     meta = {"key": key, "inputs": inputs, "metrics": metrics, "seconds": round(time.perf_counter() - start, 1),
             "roots": list(stage1_cfg.data.roots)}
