@@ -40,12 +40,20 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "hm_talker.cli", "-q", *args]
 
 
+def _sigint_as_in_a_terminal() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_preprocess(clip: Path, out: Path, log: Path) -> subprocess.Popen:
     """`hm-talker preprocess CLIP --out OUT --size 64` in a real process, returned once it holds OUT's
     lock (output to a file: a full pipe would stall it)."""
-    with open(log, "w") as fh:
+    with open(log, "w") as fh:  # Ctrl-C as in a terminal: a suite started in the background (`cmd &` without job
+        # control) hands its children SIGINT ignored, and Python then keeps ignoring it
         proc = subprocess.Popen(cli("preprocess", str(clip), "--out", str(out), "--size", "64",
-                                    "--shard-frames", "16"), env=ENV, cwd=log.parent, stdout=fh, stderr=fh)
+                                    "--shard-frames", "16"), env=ENV, cwd=log.parent, stdout=fh, stderr=fh,
+                                preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.time() + 120
     while not (out / LOCK).is_file():  # the lock is held from the start of the run to its end
         assert proc.poll() is None and time.time() < deadline, log.read_text()[-2000:]
