@@ -64,7 +64,6 @@ def test_sfp_ablation_dry_run_is_every_setting_once_named_by_what_it_trains():
     assert not [r for r in runs if "sfp.period=" in " ".join(r) and "sfp.schedule=alternate" not in r]
 
 
-
 def test_sfp_share_sweep_is_sfp_off_and_three_doses_each_named_by_its_share():
     runs = _dry_run("sweeps/sfp_share.yaml", "data.root=ident", "run.dir=runs", "cmmm.ckpt=stage1.ckpt")
     assert len(runs) == 4 * 2  # SFP off and shares 0.25 / 0.5 / 1, 2 seeds
@@ -76,6 +75,7 @@ def test_sfp_share_sweep_is_sfp_off_and_three_doses_each_named_by_its_share():
     assert "sfp.predicted_share=0.25" in labels["alt-m0.5-p2-s0.25"] and "sfp.enabled=true" in labels["alt-m0.5-p2-s0.25"]
     assert "sfp.enabled=false" in labels["measured-only"]
     assert all("eval.deaf_control=true" in r and "cmmm.ckpt=stage1.ckpt" in r for r in runs)
+
 
 @pytest.mark.parametrize("spec_file,count", [("sfp_ablation.yaml", None), ("sfp_random.yaml", 12)])
 def test_shipped_sfp_specs_train_a_different_sequence_in_every_run(spec_file, count):

@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 from hm_talker.errors import InputError
+from hm_talker.safe_output import write_text_atomic
 
 log = logging.getLogger("hm_talker")
 
@@ -122,12 +122,8 @@ def _train_entry(stage1_cfg, entry: Path, key: str, inputs: dict, train) -> None
     except Preempted:
         raise  # not a failure: the waiting ranks were signalled too, the requeued job trains it
     except BaseException as exc:
-        tmp = entry / f".{FAILED}.tmp-{os.getpid()}"
-        tmp.write_text(f"{type(exc).__name__}: {exc}\n")
-        os.replace(tmp, entry / FAILED)  # atomic: a waiting rank never reads the marker before its message
+        write_text_atomic(entry / FAILED, f"{type(exc).__name__}: {exc}\n")  # a waiting rank reads the cause too
         raise
     meta = {"key": key, "inputs": inputs, "metrics": metrics, "seconds": round(time.perf_counter() - start, 1),
             "roots": list(stage1_cfg.data.roots)}
-    tmp = entry / f".{META}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, entry / META)
+    write_text_atomic(entry / META, json.dumps(meta, indent=2, default=str))
