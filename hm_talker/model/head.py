@@ -5,7 +5,7 @@ hm_talker/training/hmmm_module.py.
 Two sets of canonical Gaussians live in the head frame (the mean landmark shape's frame, eye
 distance 1): the face and the inside of the mouth. Per frame a motion condition deforms both (the
 face branch also reads the upper-face AUs for eyes and brows), both are rendered with the frame's
-camera and composited: mouth, face over it, and the real frame outside the face mask behind both.
+camera and composited: mouth, face over it, inside the rendered region; the real frame outside it.
 """
 from __future__ import annotations
 
@@ -153,15 +153,17 @@ class GaussianHead(nn.Module):
         return torch.stack(rgbs), torch.stack(alphas), metas
 
     def render(self, batch: dict, deformed: dict, face_mask: Tensor) -> dict:
-        """Composite per frame: mouth, face over it, the real frame outside `face_mask` [B, 1, H, W] behind both."""
+        """Composite per frame: inside `face_mask` [B, 1, H, W] the face over the mouth over black (the Gaussians
+        alone cover the region), outside it the real frame. The Gaussians draw inside the region only: the losses
+        score the region (render_losses), so what they spill over its edge is untrained, and a jaw that the
+        audio moves further than any training frame did drew a bright line along the neck there."""
         image = batch["image"]  # [B, 3, H, W]
         H, W = image.shape[-2:]
-        background = image * (1.0 - face_mask)
         views = batch["extrinsics"].float(), batch["intrinsics"].float()
         mouth_rgb, mouth_a, mmeta = self._render_branch("mouth", *deformed["mouth"], *views, H, W)
         face_rgb, face_a, fmeta = self._render_branch("face", *deformed["face"], *views, H, W)
-        inner = mouth_rgb + (1.0 - mouth_a) * background  # premultiplied colours
-        return {"rgb": face_rgb + (1.0 - face_a) * inner, "alpha": 1.0 - (1.0 - face_a) * (1.0 - mouth_a),
+        head = face_rgb + (1.0 - face_a) * mouth_rgb  # premultiplied colours
+        return {"rgb": face_mask * head + (1.0 - face_mask) * image, "alpha": 1.0 - (1.0 - face_a) * (1.0 - mouth_a),
                 "metas": {"face": fmeta, "mouth": mmeta}, "face_mask": face_mask}
 
     @torch.no_grad()
