@@ -16,8 +16,6 @@ Prints a markdown table. A few minutes per checkpoint on a CPU at 256 px.
 """
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -70,22 +68,15 @@ def _fmt(v) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", type=Path, nargs="+", required=True)
-    ap.add_argument("--ref", type=Path, required=True, help="a real video of another person speaking")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--out", type=Path, default=None, help="where the driven videos go (default: a temp dir)")
-    args = ap.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="cross_chain_"))
+    from driven_args import driven_checkpoints
+
+    args, checkpoints = driven_checkpoints(__doc__, "cross_chain_")
     print("| checkpoint | frames | pred AUs vs ref | rendered vs pred AUs | rendered vs ref | cross mouth_r (evaluate) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for ckpt in args.ckpt:
-        d = out / ckpt.parent.parent.name
-        d.mkdir(parents=True, exist_ok=True)
+    for ckpt, name, d in checkpoints:
         m = measure(ckpt, args.ref, args.seconds, d)
         cells = " | ".join(_fmt(m[k]) for k in ("pred_ref", "rendered_pred", "rendered_ref", "mouth_r"))
-        print(f"| {ckpt.parent.parent.name} | {m['frames']} | {cells} |", flush=True)
-
+        print(f"| {name} | {m['frames']} | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()

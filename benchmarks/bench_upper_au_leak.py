@@ -15,8 +15,6 @@ Prints a markdown table. A few minutes per checkpoint on a CPU at 128 px.
 """
 from __future__ import annotations
 
-import argparse
-import tempfile
 from pathlib import Path
 
 KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
@@ -50,22 +48,15 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> list[tuple
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ckpt", type=Path, nargs="+", required=True)
-    ap.add_argument("--ref", type=Path, required=True, help="a real video of another person speaking")
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--out", type=Path, default=None, help="where the driven videos go (default: a temp dir)")
-    args = ap.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="upper_au_leak_"))
+    from driven_args import driven_checkpoints
+
+    args, checkpoints = driven_checkpoints(__doc__, "upper_au_leak_")
     print("| checkpoint | protocol | mouth_r | mouth_amp | mouth_jitter | psnr_face |")
     print("|---|---|---:|---:|---:|---:|")
-    for ckpt in args.ckpt:
-        d = out / ckpt.parent.parent.name
-        d.mkdir(parents=True, exist_ok=True)
-        for name, m in measure(ckpt, args.ref, args.seconds, d):
+    for ckpt, name, d in checkpoints:
+        for protocol, m in measure(ckpt, args.ref, args.seconds, d):
             cells = " | ".join(_fmt(m.get(k)) for k in (*KEYS, "psnr_face"))
-            print(f"| {ckpt.parent.parent.name} | {name} | {cells} |", flush=True)
-
+            print(f"| {name} | {protocol} | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()
