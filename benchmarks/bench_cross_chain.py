@@ -2,7 +2,8 @@
 renderer that draws them. For each checkpoint, driven by a reference video's sound (its first --seconds):
 
 - pred AUs vs ref: Pearson r between the predicted mouth AUs (AU25 + AU26, what drives the lower face) and the
-  reference speaker's real mouth opening (inner-lip gap over inter-ocular distance, from its video);
+  reference speaker's real mouth opening (inner-lip gap over inter-ocular distance, from its video), and the
+  best r with the prediction shifted by up to 4 frames either way (and that shift);
 - rendered vs pred AUs: r between the driven video's mouth opening (measured on its frames) and those AUs;
 - rendered vs ref: the cross-driven mouth_r of `evaluate --drive-video` (the same frames, the same reference).
 
@@ -49,7 +50,7 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> dict:
     from hm_talker.evaluation.protocols import cross_reference, reference_video
     from hm_talker.evaluation.scoring import video_landmarks
     from hm_talker.metrics.correlation import pearson
-    from hm_talker.metrics.mouth import mouth_opening
+    from hm_talker.metrics.mouth import lagged_correlations, mouth_opening
 
     model, root, manifest = load_module(ckpt, device="cpu")
     ref = reference_video(ref_path, manifest["sample_rate"], seconds)
@@ -59,7 +60,9 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> dict:
     rendered = mouth_opening(video_landmarks(video))
     real = mouth_opening(ref.landmarks)
     n = min(len(pred), len(rendered), len(real))
-    return {"pred_ref": pearson(pred[:n], real[:n]), "rendered_pred": pearson(rendered[:n], pred[:n]),
+    lags = {k: v for k, v in lagged_correlations(pred[:n], real[:n]).items() if v is not None}
+    best = max(lags, key=lags.get)
+    return {"pred_ref": pearson(pred[:n], real[:n]), "pred_ref_best": lags[best], "pred_lag": best, "rendered_pred": pearson(rendered[:n], pred[:n]),
             "rendered_ref": pearson(rendered[:n], real[:n]), "mouth_r": metrics.get("mouth_r"), "frames": n}
 
 
@@ -71,12 +74,14 @@ def main() -> None:
     from driven_args import driven_checkpoints
 
     args, checkpoints = driven_checkpoints(__doc__, "cross_chain_")
-    print("| checkpoint | frames | pred AUs vs ref | rendered vs pred AUs | rendered vs ref | cross mouth_r (evaluate) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| checkpoint | frames | pred AUs vs ref | best within ±4 frames (lag) | rendered vs pred AUs | rendered vs ref "
+          "| cross mouth_r (evaluate) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for ckpt, name, d in checkpoints:
         m = measure(ckpt, args.ref, args.seconds, d)
-        cells = " | ".join(_fmt(m[k]) for k in ("pred_ref", "rendered_pred", "rendered_ref", "mouth_r"))
-        print(f"| {name} | {m['frames']} | {cells} |", flush=True)
+        best = f"{_fmt(m['pred_ref_best'])} ({m['pred_lag']:+d})"
+        cells = " | ".join(_fmt(m[k]) for k in ("rendered_pred", "rendered_ref", "mouth_r"))
+        print(f"| {name} | {m['frames']} | {_fmt(m['pred_ref'])} | {best} | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()
