@@ -62,8 +62,9 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> dict:
     n = min(len(pred), len(rendered), len(real))
     lags = {k: v for k, v in lagged_correlations(pred[:n], real[:n]).items() if v is not None}
     best = max(lags, key=lags.get)
-    return {"pred_ref": pearson(pred[:n], real[:n]), "pred_ref_best": lags[best], "pred_lag": best, "rendered_pred": pearson(rendered[:n], pred[:n]),
-            "rendered_ref": pearson(rendered[:n], real[:n]), "mouth_r": metrics.get("mouth_r"), "frames": n}
+    return {"pred_ref": pearson(pred[:n], real[:n]), "pred_ref_best": lags[best], "pred_lag": best,
+            "rendered_pred": pearson(rendered[:n], pred[:n]), "rendered_ref": pearson(rendered[:n], real[:n]),
+            "mouth_r": metrics.get("mouth_r"), "frames": n}
 
 
 def _fmt(v) -> str:
@@ -82,6 +83,7 @@ def main() -> None:
         best = f"{_fmt(m['pred_ref_best'])} ({m['pred_lag']:+d})"
         cells = " | ".join(_fmt(m[k]) for k in ("rendered_pred", "rendered_ref", "mouth_r"))
         print(f"| {name} | {m['frames']} | {_fmt(m['pred_ref'])} | {best} | {cells} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

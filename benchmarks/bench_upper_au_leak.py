@@ -58,5 +58,6 @@ def main() -> None:
             cells = " | ".join(_fmt(m.get(k)) for k in (*KEYS, "psnr_face"))
             print(f"| {name} | {protocol} | {cells} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

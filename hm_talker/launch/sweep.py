@@ -28,12 +28,12 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from hm_talker.errors import InputError
+from hm_talker.safe_output import write_text_atomic
 
 METHODS = ("grid", "random", "bayes")
 LABELS = ("sfp",)  # `label:` a spec may ask for: the part of each run name that says what it trains
@@ -394,10 +394,8 @@ def write_plan(spec: dict, runs: list[SweepRunSpec], extra: list[str], config: s
     """RUN_DIR_ROOT/sweeps/<name>.json: what each array task runs (written atomically)."""
     path = run_dir_root(extra) / "sweeps" / f"{spec['name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"name": spec["name"], "config": config, "metric": spec.get("metric"), "runs": [asdict(r) for r in runs]},
-                              indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"name": spec["name"], "config": config, "metric": spec.get("metric"),
+                                        "runs": [asdict(r) for r in runs]}, indent=2))
     return path.resolve()
 
 
