@@ -51,7 +51,7 @@ FIT_RANGES: dict[str, tuple] = {
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "frame", "conv"),
     "cmmm.net.speech_kernel": (1, 63), "cmmm.net.speech_window": (1, 1024),
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
-    "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),
+    "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.face_region_chin_margin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),
 }
 FIT_NONNEGATIVE_PREFIXES = ("loss.", "cmmm.loss.")  # every other number under these: >= 0 (weights)
 SIGNED_KEYS = ("cmmm.loss.shifts.",)  # numbers under those prefixes that are not weights (frame offsets)

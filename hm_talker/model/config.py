@@ -152,5 +152,7 @@ class ModelConfig:
     render_backend: str = "auto"  # rasteriser: auto (gsplat on CUDA, else torch), torch or gsplat
     tile_size: int = 16  # rasteriser tile edge in pixels
     face_region: str = "pose"  # where the head is rendered (the real frame outside): pose (the identity's face outline under the frame's head pose: no real mouth shapes it) or frame (the frame's own face mask)
-    face_region_chin: float = 0.25  # pose region: the outline below the nose tip stretched down by this share (room for the open jaw)
+    face_region_chin: float = 0.25  # pose region: the outline below the nose tip stretched down by this share (room for the open jaw); fit replaces it by the measured room unless face_region_chin_measure is false
+    face_region_chin_measure: bool = True  # fit: set face_region_chin from the identity's training frames (the 99th percentile of the chin's drop below the mean shape, plus face_region_chin_margin): no room past the widest jaw, over the neck and collar
+    face_region_chin_margin: float = 0.05  # room past the measured jaw (a driven jaw may open a little further than a training frame's)
     silence_audio: bool = False  # a deaf control: every audio input at its mean (no information), in training and driving

@@ -44,6 +44,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     k, d = manifest["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
     cfg.cmmm.net.speech_rows = speech_rows(manifest)
+    features = load_features(root)  # every array checked finite, at the door
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
@@ -60,15 +61,33 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     lip_sync = lip_sync_callbacks(cfg, root, manifest, run.dir)  # references read now: a bad one fails before training
     callbacks = [*lip_sync, *(callbacks or [])]
+    if cfg.model.face_region_chin_measure and cfg.model.face_region == "pose":
+        cfg.model.face_region_chin = _region_chin(cfg, features, manifest, run.last if resume else None)
     run.start(cfg, rank_zero_only.rank == 0)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    mean_shape = load_features(root)["mean_shape"]  # every array checked finite, at the door
-    module = HMMMModule(OmegaConf.to_object(cfg), mean_shape, config_dict=OmegaConf.to_container(cfg, resolve=True))
+    module = HMMMModule(OmegaConf.to_object(cfg), features["mean_shape"], config_dict=OmegaConf.to_container(cfg, resolve=True))
     preemption = Preemption().install()  # from here to the end: the requeue signal never kills the job
     try:
         return _train(cfg, run, resume, root, manifest, module, lip_sync, callbacks, preemption)
     finally:
         preemption.uninstall()
+
+
+def _region_chin(cfg, features: dict, manifest: dict, resumed_ckpt: Path | None) -> float:
+    """The rendered region's chin room: the identity's widest training jaw plus the margin (model/jaw_room.py); a
+    resumed run keeps the room it started with (also one started before the room was measured)."""
+    if resumed_ckpt is not None:
+        from hm_talker.safe_read import load_checkpoint
+
+        stored = load_checkpoint(resumed_ckpt).get("config", {}).get("model", {}).get("face_region_chin")
+        if stored is not None:
+            return float(stored)
+    from hm_talker.model.jaw_room import jaw_room
+
+    chin = jaw_room(features, slice(0, int(manifest["splits"]["train"])), cfg.model.face_region_chin_margin)
+    log.info("rendered region: the chin reaches %.3f of the nose-to-chin distance below the mean shape's "
+             "(the training frames' widest jaw + %.2f)", chin, cfg.model.face_region_chin_margin)
+    return chin
 
 
 def _train(cfg, run: Run, resume: bool, root: Path, manifest: dict, module, lip_sync, callbacks, preemption) -> Path:
