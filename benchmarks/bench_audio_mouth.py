@@ -23,7 +23,9 @@ training frames (what a consumer that rescales its output to the training spread
 Skips with a message when the clips are absent. About 4.5 minutes on a busy 2-core machine
 (1.5 min of CPU), phones included. Measured there (mean over the three long clips, window 16):
 energy + ridge1e4 self r 0.55, cross r 0.33 (long1 0.19, long2 0.53, long3 0.26); mel + ridge1e3
-cross r 0.14, mel + ridge1e5 0.23, cmvn + ridge1e5 0.23, mel + mlp 0.09, phones+energy <= 0.23.
+cross r 0.14, mel + ridge1e5 0.23, cmvn + ridge1e5 0.23, mel + mlp 0.09, phones+energy <= 0.23;
+bands (where the energy sits: five band energies) + ridge1e4 cross 0.26 (long1 0.22, long2 0.46, long3 0.11),
+energy+bands the same: a spectral shape helps one speaker's mouth a little and costs the others more.
 """
 from __future__ import annotations
 
@@ -82,6 +84,28 @@ def _mel(audio, n):
     return log_mel(audio, n, c.sample_rate, c.fps, c.n_mels, c.mel_hop, c.mel_win, c.mel_fmin, c.mel_fmax)
 
 
+BAND_EDGES_HZ = (55, 300, 800, 1500, 3000, 7600)  # F0 / F1 / F1-F2 / F2-F3 / fricatives (the mel range's ends)
+
+
+def _bands(audio, n):
+    """[T, k, 5]: log energy of five frequency bands of the log-mel (edges BAND_EDGES_HZ), each z-scored over
+    the utterance after the relative floor: where the energy sits, not only how much there is."""
+    import librosa
+
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.speech_features import relative_floor
+
+    c = PreprocessConfig()
+    mel = _mel(audio, n)
+    t, k, d = mel.shape
+    centres = librosa.mel_frequencies(d + 2, fmin=c.mel_fmin, fmax=c.mel_fmax)[1:-1]
+    power = np.exp(relative_floor(mel).reshape(t * k, d).astype(np.float64))
+    bands = np.stack([np.log(power[:, (centres >= lo) & (centres < hi)].sum(1) + 1e-5)
+                      for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])], 1)
+    bands = (bands - bands.mean(0)) / np.maximum(bands.std(0), 1e-6)
+    return bands.reshape(t, k, -1).astype(np.float32)
+
+
 def _phones(audio, n):
     from hm_talker.preprocess.phones import phone_features
 
@@ -98,6 +122,8 @@ def feature_table():
         "cmvn+delta": lambda a, n: sf.with_deltas(sf.cmvn(_mel(a, n))),
         "energy": lambda a, n: sf.mouth_audio_features(_mel(a, n), "energy"),
         "energy+cmvn": lambda a, n: sf.mouth_audio_features(_mel(a, n), "energy+cmvn"),
+        "bands": _bands,
+        "energy+bands": lambda a, n: np.concatenate([sf.frame_energy(_mel(a, n)), _bands(a, n)], -1),
         "phones": _phones,
         "phones+energy": lambda a, n: np.concatenate([_phones(a, n), sf.frame_energy(_mel(a, n))], -1),
     }
