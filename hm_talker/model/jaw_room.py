@@ -23,7 +23,8 @@ def needed_stretch(landmarks: np.ndarray, mean_shape: np.ndarray, extrinsics: np
 
     landmarks [T, 478, >=2] pixels; mean_shape [478, 3] head frame; extrinsics [T, 4, 4]; intrinsics [T, 3, 3].
     """
-    cam = np.einsum("pj,tij->tpi", mean_shape[[LM["nose_tip"], CHIN]], extrinsics[:, :3, :3]) + extrinsics[:, None, :3, 3]
+    points = mean_shape[[LM["nose_tip"], CHIN]]
+    cam = np.einsum("pj,tij->tpi", points, extrinsics[:, :3, :3]) + extrinsics[:, None, :3, 3]
     uv = np.einsum("tpj,tij->tpi", cam, intrinsics)
     uv = uv[..., :2] / np.maximum(uv[..., 2:], 1e-6)
     mean_len = np.linalg.norm(uv[:, 1] - uv[:, 0], axis=-1)
