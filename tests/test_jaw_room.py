@@ -6,7 +6,9 @@ import torch
 
 from hm_talker.constants import LM
 from hm_talker.data.identity import load_features, load_manifest
-from hm_talker.model.jaw_room import CHIN, JAW_QUANTILE, jaw_room, needed_stretch
+from hm_talker.model.jaw_room import JAW_QUANTILE, jaw_room, needed_stretch
+
+CHIN = LM["chin"]
 
 
 def _camera(t: int):
@@ -49,13 +51,14 @@ def test_fit_sets_the_region_from_the_training_frames(trained_ckpt):
     model = ckpt["config"]["model"]
     root = ckpt["config"]["data"]["root"]
     manifest = load_manifest(root)
-    want = jaw_room(load_features(root), slice(0, int(manifest["splits"]["train"])), model["face_region_chin_margin"])
+    features = load_features(root)
+    want = jaw_room(features, slice(0, int(manifest["splits"]["train"])), model["face_region_chin_margin"])
     assert model["face_region_chin_measure"] and abs(model["face_region_chin"] - want) < 1e-9
     assert abs(want - 0.25) > 0.02, want  # a synthetic talker's jaw is not what the fixed default assumed
     summary = json.loads((trained_ckpt.parents[1] / "summary.json").read_text())
     assert abs(summary["config"]["model.face_region_chin"] - want) < 1e-9
     module, _, _ = load_module(trained_ckpt, None, "cpu")
-    outline, shape = module.head.region_outline, torch.as_tensor(np.asarray(load_features(root)["mean_shape"]))
+    outline, shape = module.head.region_outline, torch.as_tensor(np.asarray(features["mean_shape"]))
     nose_y = shape[LM["nose_tip"], 1]
     lowest = outline[:, 1].max()
     assert abs(float((lowest - nose_y) / (shape[CHIN, 1] - nose_y)) - (1 + want)) < 1e-4

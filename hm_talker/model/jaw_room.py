@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from hm_talker.constants import LM
+from hm_talker.preprocess.pose import project
 
-CHIN = 152  # MediaPipe chin (the outline's lowest point)
 JAW_QUANTILE = 99.0  # percentile of the frames' needed stretch: a few frames of landmark error do not widen it
 
 
@@ -23,12 +23,10 @@ def needed_stretch(landmarks: np.ndarray, mean_shape: np.ndarray, extrinsics: np
 
     landmarks [T, 478, >=2] pixels; mean_shape [478, 3] head frame; extrinsics [T, 4, 4]; intrinsics [T, 3, 3].
     """
-    points = mean_shape[[LM["nose_tip"], CHIN]]
-    cam = np.einsum("pj,tij->tpi", points, extrinsics[:, :3, :3]) + extrinsics[:, None, :3, 3]
-    uv = np.einsum("tpj,tij->tpi", cam, intrinsics)
-    uv = uv[..., :2] / np.maximum(uv[..., 2:], 1e-6)
+    nose, chin = LM["nose_tip"], LM["chin"]
+    uv = np.stack([project(mean_shape[[nose, chin]], e, k) for e, k in zip(extrinsics, intrinsics)])  # [T, 2, 2]
     mean_len = np.linalg.norm(uv[:, 1] - uv[:, 0], axis=-1)
-    real_len = np.linalg.norm(landmarks[:, CHIN, :2] - landmarks[:, LM["nose_tip"], :2], axis=-1)
+    real_len = np.linalg.norm(landmarks[:, chin, :2] - landmarks[:, nose, :2], axis=-1)
     return real_len / np.maximum(mean_len, 1e-6) - 1.0
 
 

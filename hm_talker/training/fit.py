@@ -44,7 +44,6 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     k, d = manifest["features"]["audio"]["shape"]
     cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim = int(k), int(d)
     cfg.cmmm.net.speech_rows = speech_rows(manifest)
-    features = load_features(root)  # every array checked finite, at the door
     if cfg.model.audio.window != cfg.data.window:
         raise InputError(None, f"model.audio.window={cfg.model.audio.window} must equal data.window={cfg.data.window}")
     cfg.trainer.devices, cfg.trainer.num_nodes = slurm_env.devices_and_nodes(cfg.trainer.devices, cfg.trainer.num_nodes)
@@ -61,6 +60,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     lip_sync = lip_sync_callbacks(cfg, root, manifest, run.dir)  # references read now: a bad one fails before training
     callbacks = [*lip_sync, *(callbacks or [])]
+    features = load_features(root)  # every array checked finite, at the door
     if cfg.model.face_region_chin_measure and cfg.model.face_region == "pose":
         cfg.model.face_region_chin = _region_chin(cfg, features, manifest, run.last if resume else None)
     run.start(cfg, rank_zero_only.rank == 0)
