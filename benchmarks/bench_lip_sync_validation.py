@@ -33,7 +33,7 @@ def main():
     from hm_talker.config.fit import load_config
     from hm_talker.data.identity import held_out_frames, load_features, load_manifest
     from hm_talker.driving.render import render_held_out
-    from hm_talker.driving.speech import identity_windows
+    from hm_talker.driving.speech import held_out_speech
     from hm_talker.evaluation.protocols import cross_reference, reference_video, self_driven
     from hm_talker.model.talking_head import TalkingHead
     from hm_talker.preprocess.config import PreprocessConfig
@@ -57,7 +57,8 @@ def main():
         model = TalkingHead(OmegaConf.to_object(cfg), load_features(ident)["mean_shape"]).eval()
         n = len(held_out_frames(manifest))
         t = time.perf_counter()
-        for _ in render_held_out(model, ident, manifest, identity_windows(ident, manifest, model.cfg)):
+        windows, speaker, offset = held_out_speech(model, ident, manifest)
+        for _ in render_held_out(model, ident, manifest, windows, speaker=speaker, offset=offset):
             pass
         render_s = time.perf_counter() - t
         t = time.perf_counter()

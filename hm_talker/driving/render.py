@@ -86,10 +86,12 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
 
 
 def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8,
-                    measured_lower_face: bool = False):
+                    measured_lower_face: bool = False, speaker=None, offset: int = 0):
     """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices,
     render regions bool [b, H, W]: where the head was drawn, the real frame outside) over the identity's
-    held-out frames in order, each driven by its own audio window.
+    held-out frames in order, each driven by its own audio: window k - `offset` of `windows` drives frame k
+    (`hm_talker.driving.speech.held_out_speech`: the held-out sound as `infer` takes any sound, with its
+    `speaker` statistics; the last window repeats if the sound is a frame short).
 
     The model sees the held-out frames' pose, upper-face AUs and background, and no lower-face
     measurement: their lower-face AUs are zeroed before the model sees them. With
@@ -102,7 +104,8 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
             ks = frames[i:i + batch_size]
-            batch = frame_batch(model, [clip[k] for k in ks], windows, ks)
+            batch = frame_batch(model, [clip[k] for k in ks], windows,
+                                [min(max(k - offset, 0), len(windows) - 1) for k in ks], speaker)
             if not measured_lower_face:
                 aus = batch["aus"].clone()
                 aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model

@@ -73,9 +73,43 @@ def load_speech(path, manifest: dict) -> np.ndarray:
     return load_audio(path, manifest["sample_rate"])
 
 
+def identity_sound(root: Path, manifest: dict, first: int, last: int) -> np.ndarray | None:
+    """The identity's own sound of frames first..last (its audio.wav, float32 mono), None where the identity
+    has no audio.wav (preprocessed by an older version)."""
+    import soundfile as sf
+
+    from hm_talker.preprocess.audio_features import frame_start
+
+    path = Path(root) / "audio.wav"
+    if not path.is_file():
+        return None
+    sr, fps = manifest["sample_rate"], manifest["fps"]
+    wav, _ = sf.read(path, dtype="float32")
+    return wav[frame_start(first, sr, fps):frame_start(last + 1, sr, fps)]
+
+
+def held_out_speech(model, root: Path, manifest: dict):
+    """What drives the self-driven protocol's held-out frames: their own sound taken as any driving speech
+    is taken (`speech_windows` and `speaker_stats`: the road `infer` takes with that sound), so `evaluate
+    --data` and `infer` of the same sound predict the same mouth. The identity's statistics would be the
+    wrong ones for a stretch of it: a quieter tail is predicted below the identity's mean, and the
+    calibration's clamp at 0 cuts off the lower half of its mouth motion.
+
+    Returns (windows, speaker, offset): window j drives held-out frame offset + j. Without audio.wav
+    (preprocessed by an older version): the identity's features.npz windows (offset 0), its statistics."""
+    from hm_talker.data.identity import held_out_frames
+
+    frames = held_out_frames(manifest)
+    sound = identity_sound(root, manifest, frames[0], frames[-1]) if len(frames) else None
+    if sound is None or not len(sound):
+        return identity_windows(root, manifest, model.cfg), None, 0
+    windows = speech_windows(sound, manifest, model.cfg)
+    return windows, speaker_stats(model, windows), frames[0]
+
+
 def identity_windows(root: Path, manifest: dict, cfg) -> Windows:
     """The identity's own audio inputs (its features.npz, speech features normalised per clip), as the
-    training loader cuts them: what drives its held-out frames in the self-driven protocol."""
+    training loader cuts them (calibration on the identity, and the self-driven protocol without audio.wav)."""
     from hm_talker.data.identity import load_features
 
     arrays = load_features(root)

@@ -36,23 +36,16 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measure
     measured_lower_face: the diagnostic protocol `self-measured` (NOT audio-driven): the AUs measured on
     the held-out frames drive the lower face, so the score is the renderer's upper bound; the gap to the
     audio-driven score is what the audio does not predict."""
-    import soundfile as sf
-
     from hm_talker.driving.render import render_held_out
-    from hm_talker.driving.speech import identity_windows
+    from hm_talker.driving.speech import held_out_speech, identity_sound
 
-    wav_path = root / "audio.wav"
-    has_audio = wav_path.is_file()
+    has_audio = (root / "audio.wav").is_file()
 
     def audio_for(first: int, last: int) -> np.ndarray:  # the held-out frames' own sound
-        from hm_talker.preprocess.audio_features import frame_start
+        return identity_sound(root, manifest, first, last)
 
-        sr, fps = manifest["sample_rate"], manifest["fps"]
-        wav, _ = sf.read(wav_path, dtype="float32")
-        return wav[frame_start(first, sr, fps):frame_start(last + 1, sr, fps)]
-
-    chunks = render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg), SELF_BATCH,
-                             measured_lower_face)
+    windows, speaker, offset = held_out_speech(model, root, manifest)
+    chunks = render_held_out(model, root, manifest, windows, SELF_BATCH, measured_lower_face, speaker, offset)
     metrics = score_against_frames(chunks, has_audio, syncnet_weights, audio_for if has_audio else None)
     if not has_audio:
         metrics.setdefault("notes", {})["sync_c"] = "the identity has no audio.wav (preprocessed by an older version)"

@@ -16,9 +16,10 @@ PROTOCOL_NOTES = {
     "self": (
         "self-driven: the held-out tail of the identity's video (the last 1/11) is rendered and "
         "compared with its real frames. Replayed from the held-out frames: the head pose (camera), "
-        "the upper-face AUs (eyes, brows: AU01 02 04 05 06 07 09 45) and the background/torso "
+        "the upper-face AUs (eyes, brows: model.upper_aus) and the background/torso "
         "outside the face mask, because inference replays those from a video too and they are not "
-        "what lip sync is about. The lower face is driven by the held-out audio only: the lower-face "
+        "what lip sync is about. The lower face is driven by the held-out audio only, taken as infer "
+        "takes any sound (its own features, speaker statistics and calibration): the lower-face "
         "AUs of the held-out frames are zeroed before the model sees them, so no measurement of the "
         "real mouth reaches it. Reference for the mouth metrics: the real held-out mouth."),
     "self-measured": (

@@ -1,0 +1,66 @@
+"""One road for a sound: the self-driven protocol (`evaluate --data`, validation's val/mouth_*) drives the
+held-out frames with their own sound exactly as `infer` drives any sound (its own features, band statistics
+and calibration), not with the identity's features.npz windows and the identity's statistics."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _spy_predicted_aus(model) -> list:
+    """Record CMMM's calibrated AUs of every rendered batch (what drives the lower face)."""
+    record, conditions = [], model.conditions
+
+    def spy(batch, *args, **kwargs):
+        out = conditions(batch, *args, **kwargs)
+        record.append(out["pred_aus"].detach().clone())
+        return out
+
+    model.conditions = spy
+    return record
+
+
+def test_self_driven_predicts_the_mouth_infer_predicts_from_the_same_sound(trained_ckpt, identity64, tmp_path):
+    from hm_talker.data.identity import held_out_frames
+    from hm_talker.driving.checkpoint import load_module
+    from hm_talker.driving.render import drive, render_held_out
+    from hm_talker.driving.speech import identity_sound, identity_windows
+    from hm_talker.evaluation.protocols import self_driven
+
+    model, root, manifest = load_module(trained_ckpt, identity64, device="cpu")
+    record = _spy_predicted_aus(model)
+    metrics = self_driven(model, root, manifest)
+    evaluated = torch.cat(record)
+    frames = held_out_frames(manifest)
+    assert metrics["num_frames"] == len(frames) == len(evaluated) == 14
+
+    record.clear()
+    sound = identity_sound(root, manifest, frames[0], frames[-1])
+    assert len(sound) == round(len(frames) * manifest["sample_rate"] / manifest["fps"])
+    drive(model, root, manifest, sound, tmp_path / "held_out.mp4")
+    inferred = torch.cat(record)
+    assert len(inferred) == len(frames)
+    torch.testing.assert_close(evaluated, inferred, rtol=1e-5, atol=1e-5)
+
+    # the road it replaced (the identity's windows and statistics) predicts another mouth for these frames
+    record.clear()
+    for _ in render_held_out(model, root, manifest, identity_windows(root, manifest, model.cfg)):
+        pass
+    old = torch.cat(record)
+    assert float((old - evaluated).abs().max()) > 1e-3
+
+
+def test_self_driven_without_audio_wav_falls_back_to_the_identity_windows(trained_ckpt, identity64, tmp_path):
+    """An identity preprocessed before audio.wav existed still evaluates (features.npz windows), with a note."""
+    import shutil
+
+    from hm_talker.driving.checkpoint import load_module
+    from hm_talker.evaluation.protocols import self_driven
+
+    old = tmp_path / "old"
+    shutil.copytree(identity64, old)
+    (old / "audio.wav").unlink()
+    model, root, manifest = load_module(trained_ckpt, old, device="cpu")
+    m = self_driven(model, root, manifest)
+    assert m["num_frames"] == 14 and np.isfinite(m["psnr_face"])
+    assert "audio.wav" in m["notes"]["sync_c"]
