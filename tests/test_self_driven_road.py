@@ -24,7 +24,7 @@ def test_self_driven_predicts_the_mouth_infer_predicts_from_the_same_sound(train
     from hm_talker.data.identity import held_out_frames
     from hm_talker.driving.checkpoint import load_module
     from hm_talker.driving.render import drive, render_held_out
-    from hm_talker.driving.speech import identity_sound, identity_windows
+    from hm_talker.driving.speech import identity_windows, sound_of_frames
     from hm_talker.evaluation.protocols import self_driven
 
     model, root, manifest = load_module(trained_ckpt, identity64, device="cpu")
@@ -35,7 +35,7 @@ def test_self_driven_predicts_the_mouth_infer_predicts_from_the_same_sound(train
     assert metrics["num_frames"] == len(frames) == len(evaluated) == 14
 
     record.clear()
-    sound = identity_sound(root, manifest, frames[0], frames[-1])
+    sound = sound_of_frames(root, manifest["fps"], frames[0], frames[-1])
     assert len(sound) == round(len(frames) * manifest["sample_rate"] / manifest["fps"])
     drive(model, root, manifest, sound, tmp_path / "held_out.mp4")
     inferred = torch.cat(record)

@@ -73,8 +73,9 @@ def load_speech(path, manifest: dict) -> np.ndarray:
     return load_audio(path, manifest["sample_rate"])
 
 
-def identity_sound(root: Path, manifest: dict, first: int, last: int) -> np.ndarray | None:
-    """The identity's own sound of frames first..last (its audio.wav, float32 mono), None where the identity
+def sound_of_frames(root: Path, fps, first: int, last: int) -> np.ndarray | None:
+    """The sound of frames first..last of a preprocessed identity (its audio.wav, float32 mono at the file's
+    rate; frame i starts at sample round(i * sr / fps), so 30 fps does not drift), None where the identity
     has no audio.wav (preprocessed by an older version)."""
     import soundfile as sf
 
@@ -83,8 +84,7 @@ def identity_sound(root: Path, manifest: dict, first: int, last: int) -> np.ndar
     path = Path(root) / "audio.wav"
     if not path.is_file():
         return None
-    sr, fps = manifest["sample_rate"], manifest["fps"]
-    wav, _ = sf.read(path, dtype="float32")
+    wav, sr = sf.read(path, dtype="float32")
     return wav[frame_start(first, sr, fps):frame_start(last + 1, sr, fps)]
 
 
@@ -100,7 +100,7 @@ def held_out_speech(model, root: Path, manifest: dict):
     from hm_talker.data.identity import held_out_frames
 
     frames = held_out_frames(manifest)
-    sound = identity_sound(root, manifest, frames[0], frames[-1]) if len(frames) else None
+    sound = sound_of_frames(root, manifest["fps"], frames[0], frames[-1]) if len(frames) else None
     if sound is None or not len(sound):
         return identity_windows(root, manifest, model.cfg), None, 0
     windows = speech_windows(sound, manifest, model.cfg)

@@ -37,12 +37,12 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measure
     the held-out frames drive the lower face, so the score is the renderer's upper bound; the gap to the
     audio-driven score is what the audio does not predict."""
     from hm_talker.driving.render import render_held_out
-    from hm_talker.driving.speech import held_out_speech, identity_sound
+    from hm_talker.driving.speech import held_out_speech, sound_of_frames
 
     has_audio = (root / "audio.wav").is_file()
 
     def audio_for(first: int, last: int) -> np.ndarray:  # the held-out frames' own sound
-        return identity_sound(root, manifest, first, last)
+        return sound_of_frames(root, manifest["fps"], first, last)
 
     windows, speaker, offset = held_out_speech(model, root, manifest)
     chunks = render_held_out(model, root, manifest, windows, SELF_BATCH, measured_lower_face, speaker, offset)

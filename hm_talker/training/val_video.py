@@ -52,14 +52,10 @@ class ValidationVideo(L.Callback):
 
     def _audio(self) -> np.ndarray | None:
         """The held-out frames' own sound (from the identity's audio.wav), when contiguous."""
-        if self.identity is None or not (self.identity / "audio.wav").is_file() or not self.frames:
+        if self.identity is None or not self.frames:
             return None
         if self.frames != list(range(self.frames[0], self.frames[0] + len(self.frames))):
             return None
-        import soundfile as sf
+        from hm_talker.driving.speech import sound_of_frames
 
-        from hm_talker.preprocess.audio_features import frame_start
-
-        wav, sr = sf.read(self.identity / "audio.wav", dtype="float32")
-        # frame i's sound starts at round(i * sr / fps): sr // fps drifts at 30 fps (533.3 a frame)
-        return wav[frame_start(self.frames[0], sr, self.fps):frame_start(self.frames[-1] + 1, sr, self.fps)]
+        return sound_of_frames(self.identity, self.fps, self.frames[0], self.frames[-1])
