@@ -1,8 +1,8 @@
 """How much of a model's lip sync comes from where the upper-face AUs come from (the leak of issue 17).
 
 For each checkpoint: self-driven mouth_r / mouth_amp / mouth_jitter of the held-out frames with the upper-face
-AUs taken from the scored frames (the protocol), predicted from the audio by CMMM, or held at the identity's
-mean (constant); and cross-driven by a reference video (its first --seconds) with the upper AUs replayed from
+AUs taken from the scored frames (the field's protocol), predicted from the audio by CMMM (ours), or held at
+the identity's mean (constant); and cross-driven by a reference video (its first --seconds) with the upper AUs replayed from
 the training frames (the protocol) or constant. The gap between "frames" and "constant" is what the upper
 face carries of the mouth; a model whose mouth follows its audio scores about the same in all columns.
 The diagnostic `self-measured` row (lower face driven by the AUs measured on the held-out frames: NOT
@@ -32,9 +32,7 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> list[tuple
     ref = reference_video(ref_path, manifest["sample_rate"], seconds)
     rows = []
     for source in ("frames", "predicted", "constant"):
-        model.upper_au_source = source
-        rows.append((f"self, upper AUs {source}", self_driven(model, root, manifest)))
-    model.upper_au_source = "frames"
+        rows.append((f"self, upper AUs {source}", self_driven(model, root, manifest, upper_aus=source)))
     rows.append(("self-measured (NOT audio-driven: renderer bound)",
                  self_driven(model, root, manifest, measured_lower_face=True)))
     for source in ("frames", "constant"):

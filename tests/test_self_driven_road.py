@@ -64,3 +64,43 @@ def test_self_driven_without_audio_wav_falls_back_to_the_identity_windows(traine
     m = self_driven(model, root, manifest)
     assert m["num_frames"] == 14 and np.isfinite(m["psnr_face"])
     assert "audio.wav" in m["notes"]["sync_c"]
+
+
+def test_self_driven_reads_nothing_of_the_scored_frames_face(trained_ckpt, identity64, monkeypatch):
+    """The held-out frames' measured AUs (eyes and brows included: they carry the mouth, see
+    tests/test_mouth_leak.py) never reach the model in the protocol: the face branch's condition and the
+    rendered frames stay the same when they change; with `upper_aus="frames"` (the field's protocol, a
+    comparison only) the same change reaches the face branch."""
+    from hm_talker.constants import AU_MAX
+    from hm_talker.data.identity import IdentityFrames
+    from hm_talker.driving.checkpoint import load_module
+    from hm_talker.driving.render import render_held_out
+    from hm_talker.driving.speech import held_out_speech
+
+    model, root, manifest = load_module(trained_ckpt, identity64, device="cpu")
+    windows, speaker, offset = held_out_speech(model, root, manifest)
+    conditions, upper = model.conditions, []
+
+    def spy(batch, *args, **kwargs):  # the eye/brow condition the face branch receives
+        out = conditions(batch, *args, **kwargs)
+        upper.append(out["upper"].detach().clone())
+        return out
+
+    model.conditions = spy
+
+    def rendered(upper_aus: str) -> tuple[np.ndarray, torch.Tensor]:
+        upper.clear()
+        chunks = render_held_out(model, root, manifest, windows, 8, False, speaker, offset, upper_aus)
+        return np.concatenate([c[0] for c in chunks]), torch.cat(upper)
+
+    real = {source: rendered(source) for source in ("predicted", "frames")}
+    item = IdentityFrames.__getitem__
+
+    def other_face(self, k):  # every AU of every frame moved to the other end of its range
+        s = item(self, k)
+        return {**s, "aus": AU_MAX - s["aus"]}
+
+    monkeypatch.setattr(IdentityFrames, "__getitem__", other_face)
+    frames, condition = rendered("predicted")
+    assert np.array_equal(frames, real["predicted"][0]) and torch.equal(condition, real["predicted"][1])
+    assert float((rendered("frames")[1] - real["frames"][1]).abs().mean()) > 0.1

@@ -14,6 +14,11 @@ from hm_talker.data.identity import IdentityFrames, held_out_frames
 from hm_talker.data.windows import Windows
 from hm_talker.model.talking_head import to_uint8
 
+UPPER_AUS = ("predicted", "constant", "frames")  # where the self-driven protocol's eye and brow AUs come from
+UPPER_AUS_NOTE = ("the eye and brow AUs measured on a frame carry its mouth (on a synthetic talker whose brows never "
+                  "move, AU01 and AU04 correlate -0.54 and 0.50 with its opening: the fitted pose tilts with the jaw), "
+                  "and the landmark tracker reads rendered brows into the lip gap, so a deaf model given the scored "
+                  "frames' eyes and brows follows their mouth (r 0.22, chance 0.09)")
 REPLAYED = ("image", "masks", "extrinsics", "intrinsics", "aus")  # what a rendered frame takes from a clip frame
 
 
@@ -86,17 +91,20 @@ def render_driven(model, root: Path, manifest: dict, windows: Windows, speaker, 
 
 
 def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_size: int = 8,
-                    measured_lower_face: bool = False, speaker=None, offset: int = 0):
+                    measured_lower_face: bool = False, speaker=None, offset: int = 0,
+                    upper_aus: str = "predicted"):
     """Yield (generated uint8 [b, H, W, 3], real uint8 frames, face masks bool [b, H, W], frame indices,
     render regions bool [b, H, W]: where the head was drawn, the real frame outside) over the identity's
     held-out frames in order, each driven by its own audio: window k - `offset` of `windows` drives frame k
     (`hm_talker.driving.speech.held_out_speech`: the held-out sound as `infer` takes any sound, with its
     `speaker` statistics; the last window repeats if the sound is a frame short).
 
-    The model sees the held-out frames' pose, upper-face AUs and background, and no lower-face
-    measurement: their lower-face AUs are zeroed before the model sees them. With
-    `measured_lower_face` (a diagnostic, not audio-driven) the AUs measured on the held-out frames drive
-    the lower face instead: what the renderer can draw when its AU input is right."""
+    The model sees the held-out frames' pose and background, and no measurement of their face: their
+    lower-face AUs are zeroed and their eyes and brows take `upper_aus` (`predicted`: CMMM's, from the
+    same sound; `constant`: the identity's mean; `frames`: the held-out frames' own, which carry their
+    mouth, see `UPPER_AUS_NOTE`). With `measured_lower_face` (a diagnostic, not audio-driven) every AU
+    measured on the held-out frames drives the face instead: what the renderer can draw when its AU input
+    is right."""
     import torch
 
     clip = IdentityFrames(root, manifest)
@@ -109,7 +117,7 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
             if not measured_lower_face:
                 aus = batch["aus"].clone()
                 aus[:, LOWER_AU_IDX] = 0.0  # measurements of the real mouth never reach the model
-                batch["aus"] = aus
+                batch["aus"], batch["upper_au_source"] = aus, upper_aus
             frames_out, region = render(model, batch, measured=measured_lower_face, with_region=True)
             yield (frames_out, to_uint8(batch["image"]), batch["masks"][:, 0].cpu().numpy() > 0.5, np.asarray(ks),
                    region)

@@ -15,16 +15,21 @@ from hm_talker.errors import InputError
 
 
 def evaluate_self(ckpt, data, out_dir, syncnet_weights=None, device: str = "auto",
-                  lower_face: str = "audio") -> dict:
-    """Self-driven; lower_face="measured" is the diagnostic protocol `self-measured` (not audio-driven)."""
+                  lower_face: str = "audio", upper_aus: str = "predicted") -> dict:
+    """Self-driven; lower_face="measured" is the diagnostic protocol `self-measured` (not audio-driven);
+    upper_aus: where the eye and brow AUs come from (protocols.self_driven)."""
     from hm_talker.driving.checkpoint import load_module
     from hm_talker.evaluation.protocols import self_driven
     from hm_talker.evaluation.report import write_evaluation
 
     model, root, manifest = load_module(ckpt, data, device)
-    metrics = self_driven(model, root, manifest, syncnet_weights, measured_lower_face=lower_face == "measured")
-    protocol = "self-measured" if lower_face == "measured" else "self"
-    write_evaluation(metrics, out_dir, {"ckpt": str(ckpt), "data": str(root), "protocol": protocol}, model, ckpt)
+    measured = lower_face == "measured"
+    metrics = self_driven(model, root, manifest, syncnet_weights, measured, upper_aus)
+    protocol = "self-measured" if measured else "self"
+    inputs = {"ckpt": str(ckpt), "data": str(root), "protocol": protocol}
+    if not measured:
+        inputs["upper_aus"] = upper_aus
+    write_evaluation(metrics, out_dir, inputs, model, ckpt)
     return metrics
 
 
@@ -81,6 +86,10 @@ def add_parser(sub) -> None:
     p.add_argument("--lower-face", default="audio", choices=["audio", "measured"],
                    help="with --ckpt --data: measured = the diagnostic protocol self-measured, NOT audio-driven: the "
                         "AUs measured on the held-out frames drive the lower face (the renderer's upper bound)")
+    p.add_argument("--upper-aus", default="predicted", choices=["predicted", "constant", "frames"],
+                   help="with --ckpt --data: the eye and brow AUs of the held-out frames: predicted from their sound "
+                        "by CMMM (default), the identity's mean, or the scored frames' own (frames: they carry the "
+                        "mouth, so the score is not a clean lip-sync score; for comparison with the field's protocol)")
     p.set_defaults(func=_run)
 
 
@@ -98,8 +107,11 @@ def _evaluate(args) -> int:
     given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
     if args.lower_face != "audio" and given != {"ckpt", "data"}:
         raise InputError(None, "--lower-face measured is a self-driven diagnostic: give --ckpt and --data")
+    if args.upper_aus != "predicted" and (given != {"ckpt", "data"} or args.lower_face != "audio"):
+        raise InputError(None, "--upper-aus is for the audio-driven self-driven protocol: give --ckpt and --data")
     if given == {"ckpt", "data"}:
-        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device, args.lower_face)
+        m = evaluate_self(args.ckpt, args.data, args.out, args.syncnet_weights, args.device, args.lower_face,
+                          args.upper_aus)
     elif given == {"ckpt", "drive_video"}:
         m = evaluate_drive_video(args.ckpt, args.drive_video, args.out, args.syncnet_weights, args.device)
     elif given == {"ckpt", "audio"}:

@@ -29,15 +29,22 @@ LENGTH_TOLERANCE_S = 0.5  # a reference whose picture and sound differ by more i
 log = logging.getLogger("hm_talker")
 
 
-def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measured_lower_face: bool = False) -> dict:
+def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measured_lower_face: bool = False,
+                upper_aus: str = "predicted") -> dict:
     """All metrics of the identity's held-out frames rendered by a loaded model, scored batch by batch
-    as they are rendered (the model sees their pose, upper-face AUs and background, not their mouth).
+    as they are rendered (the model sees their pose and background, nothing measured on their face).
 
+    upper_aus: where the eye and brow AUs come from: `predicted` (CMMM's, from the held-out sound: the
+    default), `constant` (the identity's mean) or `frames` (the scored frames' own: they carry the mouth,
+    `hm_talker.driving.render.UPPER_AUS_NOTE`; a comparison with the field's protocol, noted in the report).
     measured_lower_face: the diagnostic protocol `self-measured` (NOT audio-driven): the AUs measured on
-    the held-out frames drive the lower face, so the score is the renderer's upper bound; the gap to the
+    the held-out frames drive the face, so the score is the renderer's upper bound; the gap to the
     audio-driven score is what the audio does not predict."""
-    from hm_talker.driving.render import render_held_out
+    from hm_talker.driving.render import UPPER_AUS, UPPER_AUS_NOTE, render_held_out
     from hm_talker.driving.speech import held_out_speech, sound_of_frames
+
+    if upper_aus not in UPPER_AUS:
+        raise InputError(None, f"upper AUs must be one of {', '.join(UPPER_AUS)}, not {upper_aus!r}")
 
     has_audio = (root / "audio.wav").is_file()
 
@@ -45,8 +52,12 @@ def self_driven(model, root: Path, manifest: dict, syncnet_weights=None, measure
         return sound_of_frames(root, manifest["fps"], first, last)
 
     windows, speaker, offset = held_out_speech(model, root, manifest)
-    chunks = render_held_out(model, root, manifest, windows, SELF_BATCH, measured_lower_face, speaker, offset)
+    chunks = render_held_out(model, root, manifest, windows, SELF_BATCH, measured_lower_face, speaker, offset,
+                             upper_aus)
     metrics = score_against_frames(chunks, has_audio, syncnet_weights, audio_for if has_audio else None)
+    if upper_aus == "frames" and not measured_lower_face:
+        metrics.setdefault("notes", {})["upper_aus"] = (
+            "NOT a clean lip-sync score: the eyes and brows were the scored frames' own, and " + UPPER_AUS_NOTE)
     if not has_audio:
         metrics.setdefault("notes", {})["sync_c"] = "the identity has no audio.wav (preprocessed by an older version)"
     return metrics

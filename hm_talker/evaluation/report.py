@@ -15,13 +15,13 @@ from hm_talker.metrics import FACE_KEYS, FULL_FRAME_KEYS, METRIC_KEYS, MOUTH_PAI
 PROTOCOL_NOTES = {
     "self": (
         "self-driven: the held-out tail of the identity's video (the last 1/11) is rendered and "
-        "compared with its real frames. Replayed from the held-out frames: the head pose (camera), "
-        "the upper-face AUs (eyes, brows: model.upper_aus) and the background/torso "
-        "outside the face mask, because inference replays those from a video too and they are not "
-        "what lip sync is about. The lower face is driven by the held-out audio only, taken as infer "
-        "takes any sound (its own features, speaker statistics and calibration): the lower-face "
-        "AUs of the held-out frames are zeroed before the model sees them, so no measurement of the "
-        "real mouth reaches it. Reference for the mouth metrics: the real held-out mouth."),
+        "compared with its real frames. Replayed from the held-out frames: the head pose (camera) "
+        "and the background/torso outside the face mask, because inference replays those from a "
+        "video too and they are not what lip sync is about. Nothing measured on their face reaches "
+        "the model: the face is driven by the held-out audio only, taken as infer takes any sound "
+        "(its own features, speaker statistics and calibration); the upper-face AUs (eyes, brows: model.upper_aus) "
+        "take the AUs named by inputs.upper_aus (predicted: CMMM's, from the same sound). "
+        "Reference for the mouth metrics: the real held-out mouth."),
     "self-measured": (
         "DIAGNOSTIC, NOT AUDIO-DRIVEN: the held-out frames rendered with the lower face driven by the AUs "
         "measured on those same frames (the answer), head pose, eyes and background replayed from them: what "

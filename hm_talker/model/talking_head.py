@@ -71,7 +71,9 @@ class TalkingHead(nn.Module):
         batch["speaker"] (optional, a SpeakerStats): statistics of a driving speech that is not the
         training identity's; they travel with the audio they describe. batch["silent"] (optional):
         every audio input replaced by its mean (the speaker's average features, the speech window's 0), as
-        model.silence_audio does for a whole model: a deaf control that stays inside the inputs' range."""
+        model.silence_audio does for a whole model: a deaf control that stays inside the inputs' range.
+        batch["upper_au_source"] (optional): frames | predicted | constant for this batch, in place of
+        hmmm.upper_au_source (the self-driven protocol never takes the scored frames' own)."""
         audio, speech, speaker = batch["audio_window"], batch.get("speech_window"), batch.get("speaker")
         if self.silence_audio or batch.get("silent", False):  # a deaf control: no audio input carries information
             audio = self.cmmm.uninformative(audio, speaker)
@@ -86,10 +88,11 @@ class TalkingHead(nn.Module):
             if source == PREDICTED and "predicted_share" in batch:  # SFP training: the prediction's error, scaled
                 aus = batch["aus"] + batch["predicted_share"] * (out["aus"] - batch["aus"])
             explicit = self.cmmm.explicit(aus)
-        if self.upper_au_source == "constant":  # the identity's mean (a diagnostic: no upper-face motion)
+        upper_source = batch.get("upper_au_source", self.upper_au_source)  # a protocol may choose its own
+        if upper_source == "constant":  # the identity's mean (a diagnostic: no upper-face motion)
             upper_src = self.cmmm.meas_mean.expand_as(out["aus"])
         else:
-            upper_src = batch["aus"] if self.upper_au_source == "frames" else out["aus"]
+            upper_src = batch["aus"] if upper_source == "frames" else out["aus"]
         return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
                 "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
 
