@@ -13,6 +13,7 @@ JAW_AU_IDX = [AU_NAMES.index(a) for a in JAW_AUS]
 # the upper-face AUs that move the eyes and brows only: AU06 (cheek raiser) and AU09 (nose wrinkler) move
 # with the jaw, so as an input of the face branch they would carry the mouth's motion
 EYE_BROW_AUS = ["AU01", "AU02", "AU04", "AU05", "AU07", "AU45"]
+UPPER_AU_SOURCES = ("frames", "predicted", "constant")  # where the eye/brow AUs of a rendered frame come from
 AU_MAX = 5.0  # OpenFace intensities live in [0, 5]
 
 # mediapipe face mesh (478 points with iris refinement). Subject's right = image left.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 
+from hm_talker.constants import UPPER_AU_SOURCES
 from hm_talker.errors import InputError
 
 INF = math.inf
@@ -41,7 +42,7 @@ FIT_RANGES: dict[str, tuple] = {
     # the method: HMMM fusion, Stochastic Feature Pairing, CMMM
     "hmmm.mode": ("hybrid", "implicit", "explicit"), "hmmm.gate": ("gated", "concat"),
     "hmmm.gate_on": ("gaussian", "token"), "hmmm.explicit_aus": ("all", "lower", "jaw"),
-    "hmmm.upper_au_source": ("frames", "predicted", "constant"), "hmmm.gate_hidden_dim": (1, 1 << 16),
+    "hmmm.upper_au_source": UPPER_AU_SOURCES, "hmmm.gate_hidden_dim": (1, 1 << 16),
     "sfp.schedule": ("alternate", "random", "curriculum"), "sfp.p_measured": (0.0, 1.0),
     "sfp.period": (1, INF), "sfp.curriculum_steps": (1, INF), "sfp.seed": (0, 2**32 - 1),
     "sfp.predicted_lip_motion": (0.0, INF), "sfp.predicted_implicit": ("audio", "silent"),

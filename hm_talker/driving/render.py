@@ -14,11 +14,6 @@ from hm_talker.data.identity import IdentityFrames, held_out_frames
 from hm_talker.data.windows import Windows
 from hm_talker.model.talking_head import to_uint8
 
-UPPER_AUS = ("predicted", "constant", "frames")  # where the self-driven protocol's eye and brow AUs come from
-UPPER_AUS_NOTE = ("the eye and brow AUs measured on a frame carry its mouth (on a synthetic talker whose brows never "
-                  "move, AU01 and AU04 correlate -0.54 and 0.50 with its opening: the fitted pose tilts with the jaw), "
-                  "and the landmark tracker reads rendered brows into the lip gap, so a deaf model given the scored "
-                  "frames' eyes and brows follows their mouth (r 0.22, chance 0.09)")
 REPLAYED = ("image", "masks", "extrinsics", "intrinsics", "aus")  # what a rendered frame takes from a clip frame
 
 
@@ -102,9 +97,9 @@ def render_held_out(model, root: Path, manifest: dict, windows: Windows, batch_s
     The model sees the held-out frames' pose and background, and no measurement of their face: their
     lower-face AUs are zeroed and their eyes and brows take `upper_aus` (`predicted`: CMMM's, from the
     same sound; `constant`: the identity's mean; `frames`: the held-out frames' own, which carry their
-    mouth, see `UPPER_AUS_NOTE`). With `measured_lower_face` (a diagnostic, not audio-driven) every AU
-    measured on the held-out frames drives the face instead: what the renderer can draw when its AU input
-    is right."""
+    mouth, see `hm_talker.evaluation.protocols.UPPER_AUS_NOTE`). With `measured_lower_face` (a diagnostic,
+    not audio-driven) every AU measured on the held-out frames drives the face instead: what the renderer
+    can draw when its AU input is right."""
     import torch
 
     clip = IdentityFrames(root, manifest)

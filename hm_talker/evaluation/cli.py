@@ -10,6 +10,7 @@ OUT/summary.json and a W&B run of their own.
 """
 from __future__ import annotations
 
+from hm_talker.constants import UPPER_AU_SOURCES
 from hm_talker.data.clips import CHUNK_FRAMES
 from hm_talker.errors import InputError
 
@@ -86,7 +87,7 @@ def add_parser(sub) -> None:
     p.add_argument("--lower-face", default="audio", choices=["audio", "measured"],
                    help="with --ckpt --data: measured = the diagnostic protocol self-measured, NOT audio-driven: the "
                         "AUs measured on the held-out frames drive the lower face (the renderer's upper bound)")
-    p.add_argument("--upper-aus", default="predicted", choices=["predicted", "constant", "frames"],
+    p.add_argument("--upper-aus", default="predicted", choices=UPPER_AU_SOURCES,
                    help="with --ckpt --data: the eye and brow AUs of the held-out frames: predicted from their sound "
                         "by CMMM (default), the identity's mean, or the scored frames' own (frames: they carry the "
                         "mouth, so the score is not a clean lip-sync score; for comparison with the field's protocol)")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hm_talker.constants import AU_MAX, AU_NAMES, MEASURED, PREDICTED
+from hm_talker.constants import AU_MAX, AU_NAMES, MEASURED, PREDICTED, UPPER_AU_SOURCES
 from hm_talker.model.cmmm import CMMM
 from hm_talker.model.head import GaussianHead, face_region
 from hm_talker.render import RenderConfig
@@ -44,7 +44,7 @@ class TalkingHead(nn.Module):
         cmmm.explicit_dim = cond_dim
         if hmmm.mode not in ("hybrid", "implicit", "explicit"):
             raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {hmmm.mode!r}")
-        if hmmm.upper_au_source not in ("frames", "predicted", "constant"):
+        if hmmm.upper_au_source not in UPPER_AU_SOURCES:
             raise ValueError(f"hmmm.upper_au_source must be frames, predicted or constant, not {hmmm.upper_au_source!r}")
         self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
         self.silence_audio = model.silence_audio
