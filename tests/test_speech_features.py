@@ -90,3 +90,36 @@ def test_phones_mark_speech_and_silence():
     loud = mouth_envelope(audio, SR, FPS, n) > 0.2
     assert sil[5:45].mean() > 0.9 and sil[-45:-5].mean() > 0.9  # the silent seconds
     assert sil[loud].mean() < 0.3  # frames where the synthetic mouth is open are phones
+
+
+def _vowel(f0: float, formants: tuple[float, ...], seconds: float) -> np.ndarray:
+    """A glottal pulse train at f0 through two-pole resonators at `formants` (Hz, 80 Hz wide): a vowel
+    whose formants are known."""
+    from scipy.signal import lfilter
+
+    n = int(seconds * SR)
+    x = np.zeros(n)
+    x[:: int(SR / f0)] = 1.0
+    x = lfilter([1.0], [1.0, -0.9], x)  # a voice's -6 dB/octave roll-off (glottal source and lip radiation)
+    for f in formants:
+        r = np.exp(-np.pi * 80.0 / SR)
+        x = lfilter([1.0 - r], [1.0, -2 * r * np.cos(2 * np.pi * f / SR), r * r], x)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def test_formants_read_the_synthesised_vowels():
+    pytest.importorskip("parselmouth", reason="praat-parselmouth not installed (extra 'formants')")
+    from hm_talker.preprocess.formants import formant_features, formant_tracks
+
+    a, i = _vowel(120, (750, 1200, 2600, 3500, 4500), 1.0), _vowel(120, (300, 2300, 3000, 3700, 4500), 1.0)  # /a/, /i/
+    audio = np.concatenate([a, i, np.zeros(SR // 2, np.float32)])
+    times = np.array([0.5, 1.5])
+    f, voiced = formant_tracks(audio, SR, times)
+    assert voiced.all()
+    np.testing.assert_allclose(f[:, 0], [750, 300], rtol=0.12)  # F1: open vs close vowel
+    np.testing.assert_allclose(f[:, 1], [1200, 2300], rtol=0.12)  # F2: back vs front
+    n = len(audio) // (SR // FPS)
+    z = formant_features(audio, n, SR, FPS, 160)
+    assert z.shape == (n, 4, 4)
+    assert z[5:20, :, 0].mean() > 0.5 > -0.5 > z[30:45, :, 0].mean()  # z-scored log F1: open > close
+    assert z[-8:, :, 3].max() == 0 and np.all(z[-8:, :, :3] == 0)  # the silent end: unvoiced, no formants
