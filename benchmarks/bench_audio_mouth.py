@@ -27,9 +27,9 @@ energy + ridge1e4 self r 0.55, cross r 0.33 (long1 0.19, long2 0.53, long3 0.26)
 cross r 0.14, mel + ridge1e5 0.23, cmvn + ridge1e5 0.23, mel + mlp 0.09, phones+energy <= 0.23;
 bands (where the energy sits: five band energies) + ridge1e4 cross 0.26 (long1 0.22, long2 0.46, long3 0.11),
 energy+bands the same: a spectral shape helps one speaker's mouth a little and costs the others more.
-formants (z-scored log F1-F3 and voicing) + ridge1e4 cross 0.22 (long2 0.35), energy+formants + ridge1e4
-0.27 (long2 0.45), + ridge1e5 0.31, + mlp 0.13: F1 reads the jaw of a vowel, yet an unheard speaker's
-mouth follows its loudness better; only self r rises (energy+formants + mlp 0.63, long1 0.58 against 0.49).
+formants (z-scored log F1-F3 and voicing) + ridge1e4 cross 0.22 (long2 0.34), energy+formants + ridge1e4
+0.27 (long2 0.44), + ridge1e5 0.31, + mlp 0.14: F1 reads the jaw of a vowel, yet an unheard speaker's
+mouth follows its loudness better; only self r rises (energy+formants + mlp 0.63, long1 0.60 against 0.49).
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def formant_features(audio: np.ndarray, num_frames: int, sr: int, fps: int, hop:
 
     k = rows_per_frame(sr / hop)
     base, frac = row_positions(num_frames, k, sr, fps, hop)
-    times = (base + frac) * hop / sr + 0.5 * hop / sr  # the row's centre
+    times = (base + frac) * hop / sr  # log_mel's row r is the STFT frame centred at sample r * hop
     f, voiced = formant_tracks(audio, sr, times, hop / sr)
     with np.errstate(invalid="ignore", divide="ignore"):
         logf = np.log(f)
