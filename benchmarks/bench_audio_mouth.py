@@ -34,6 +34,7 @@ mouth follows its loudness better; only self r rises (energy+formants + mlp 0.63
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -120,6 +121,10 @@ def _formants(audio, n):
     from hm_talker.preprocess.formants import formant_features
 
     return formant_features(audio, n, 16000, 25, 160)
+
+
+# features that need an optional package: (name part, module, pip package)
+OPTIONAL_FEATURES = (("phones", "pocketsphinx", "pocketsphinx"), ("formants", "parselmouth", "praat-parselmouth"))
 
 
 def feature_table():
@@ -259,18 +264,10 @@ def main(argv=None) -> int:
         print(f"skipped: the long real clips ({', '.join(f for f, _ in LONG.values())}) are not under "
               f"{args.real}", file=sys.stderr)
         return 0
-    if "phones" in " ".join(args.features):
-        try:
-            import pocketsphinx  # noqa: F401
-        except ImportError:
-            print("pocketsphinx missing: phone features left out", file=sys.stderr)
-            args.features = [f for f in args.features if "phones" not in f]
-    if "formants" in " ".join(args.features):
-        try:
-            import parselmouth  # noqa: F401
-        except ImportError:
-            print("praat-parselmouth missing: formant features left out", file=sys.stderr)
-            args.features = [f for f in args.features if "formants" not in f]
+    for kind, module, package in OPTIONAL_FEATURES:
+        if any(kind in f for f in args.features) and importlib.util.find_spec(module) is None:
+            print(f"{package} missing: {kind} features left out", file=sys.stderr)
+            args.features = [f for f in args.features if kind not in f]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

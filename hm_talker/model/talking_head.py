@@ -45,7 +45,8 @@ class TalkingHead(nn.Module):
         if hmmm.mode not in ("hybrid", "implicit", "explicit"):
             raise ValueError(f"hmmm.mode must be hybrid, implicit or explicit, not {hmmm.mode!r}")
         if hmmm.upper_au_source not in UPPER_AU_SOURCES:
-            raise ValueError(f"hmmm.upper_au_source must be frames, predicted or constant, not {hmmm.upper_au_source!r}")
+            raise ValueError(f"hmmm.upper_au_source must be one of {', '.join(UPPER_AU_SOURCES)}, "
+                             f"not {hmmm.upper_au_source!r}")
         self.mode, self.upper_au_source, self.mask_dilate = hmmm.mode, hmmm.upper_au_source, cfg.loss.mask_dilate
         self.silence_audio = model.silence_audio
         if model.face_region not in ("pose", "frame"):
