@@ -74,7 +74,7 @@ def demo_overrides(ident: Path, runs: Path, name: str, steps: int) -> list[str]:
             f"trainer.max_steps={steps}", "trainer.val_every=100", "trainer.checkpoint_every=100",
             "data.num_workers=0", "model.gaussians.num_face=1000", "model.gaussians.num_mouth=150",
             "schedule.mouth_warmup_steps=50", "strategy.refine_start=50", "strategy.refine_every=100",
-            "strategy.refine_stop=201", "cmmm.pretrain_steps=300"]
+            "strategy.refine_stop=201", "strategy.reset_every=0", "cmmm.pretrain_steps=300"]
 
 
 def measure_lip_sync(ckpt: Path, reference: Path, out: Path) -> dict:

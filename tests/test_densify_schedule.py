@@ -137,6 +137,18 @@ def test_no_opacity_reset_near_the_end_of_a_run():
         assert (top <= cfg.reset_opacity + 1e-6) == faded, (max_steps, top)
 
 
+def test_a_run_too_short_for_any_opacity_reset_says_so(caplog):
+    """1000 steps with the defaults (first reset at 1000, none in the last 500): no reset at all, so
+    floaters are never pruned; the run warns. 1600 steps reset at 1000 and stay quiet."""
+    cfg = DensifyConfig()
+    with caplog.at_level("WARNING", logger="hm_talker"):
+        strategy_config(cfg, max_steps=1600)
+    assert not [r for r in caplog.records if "opacity reset" in r.getMessage()]
+    with caplog.at_level("WARNING", logger="hm_talker"):
+        strategy_config(cfg, max_steps=1000)
+    assert [r for r in caplog.records if "too short for an opacity reset" in r.getMessage()]
+
+
 def test_a_fit_ending_on_a_reset_step_saves_an_unfaded_face(identity64, tmp_path):
     """The bug this guards: runs of 1000 steps (= reset_every) saved the face right after its opacity
     reset, every face Gaussian at opacity <= 0.05, and scored psnr_face about 10 dB. Here a 12-step
