@@ -120,6 +120,7 @@ class DensifyStrategy:
         self.count: Tensor | None = None  # [N] number of (step, camera) the Gaussian was visible
         self.max_radii: Tensor | None = None  # [N] max screen radius / max(W, H)
         self.last_reset = -1
+        self.reset_due = False  # a deferred opacity reset, applied by apply_due_reset (see step_post_backward)
         self.num_refines = 0
         self.generator = torch.Generator().manual_seed(self.config.seed)
 
@@ -130,6 +131,7 @@ class DensifyStrategy:
             "count": self.count,
             "max_radii": self.max_radii,
             "last_reset": self.last_reset,
+            "reset_due": self.reset_due,
             "num_refines": self.num_refines,
             "scene_scale": self.scene_scale,
             "generator": self.generator.get_state(),
@@ -138,6 +140,7 @@ class DensifyStrategy:
     def load_state_dict(self, state: dict) -> None:
         self.grad2d, self.count, self.max_radii = state["grad2d"], state["count"], state["max_radii"]
         self.last_reset = int(state["last_reset"])
+        self.reset_due = bool(state.get("reset_due", False))  # absent in checkpoints from before deferral
         self.num_refines = int(state["num_refines"])
         self.scene_scale = float(state["scene_scale"])
         self.generator.set_state(state["generator"])
@@ -176,8 +179,13 @@ class DensifyStrategy:
             r = (radii.float() / float(max(W, H))).amax(0)
             torch.maximum(self.max_radii, r, out=self.max_radii)
 
-    def step_post_backward(self, model: GaussianModel, optimizers: Optimizers, meta: dict, step: int) -> dict:
-        """Update statistics, then densify / prune / reset on schedule; returns what happened."""
+    def step_post_backward(self, model: GaussianModel, optimizers: Optimizers, meta: dict, step: int,
+                           defer_reset: bool = False) -> dict:
+        """Update statistics, then densify / prune / reset on schedule; returns what happened.
+
+        ``defer_reset``: a scheduled opacity reset is only marked (``reset_due``) and applied by
+        ``apply_due_reset`` before the next forward pass: the same training, but whatever runs between
+        two steps (validation, a checkpoint) sees the face of this step, not a faded one."""
         cfg = self.config
         out: dict = {}
         if step >= cfg.refine_stop:
@@ -188,10 +196,22 @@ class DensifyStrategy:
             out.update(self.refine(model, optimizers, step))
         late = cfg.reset_stop > 0 and step >= cfg.reset_stop
         if cfg.reset_every > 0 and step > 0 and step % cfg.reset_every == 0 and not late:
-            self.reset_opacity(model, optimizers)
+            if defer_reset:
+                self.reset_due = True
+            else:
+                self.reset_opacity(model, optimizers)
             self.last_reset = step
             out["reset"] = True
         return out
+
+    @torch.no_grad()
+    def apply_due_reset(self, model: GaussianModel, optimizers: Optimizers) -> bool:
+        """Apply an opacity reset deferred by ``step_post_backward(..., defer_reset=True)``; True if one was due."""
+        if not self.reset_due:
+            return False
+        self.reset_opacity(model, optimizers)
+        self.reset_due = False
+        return True
 
     # ------------------------------------------------------------------ operations
     @torch.no_grad()

@@ -31,7 +31,7 @@ from hm_talker.render.rasterizer import GSPLAT_ALPHA_MAX, resolve_backend
 from hm_talker.training import rng_state
 from hm_talker.training.cmmm_module import au_regression
 from hm_talker.config.fit import FitConfig
-from hm_talker.training.densify import densify_branches, strategy_config
+from hm_talker.training.densify import apply_due_resets, densify_branches, strategy_config
 from hm_talker.training.losses import lip_motion_loss, masked_psnr, render_losses
 from hm_talker.training.sfp import SFPSchedule
 
@@ -128,6 +128,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
         opt = self.optimizers()
         torch_opt = opt.optimizer if hasattr(opt, "optimizer") else opt
         step = self.global_step
+        if self.cfg.strategy.enabled:
+            apply_due_resets(self.strategies, self.head.branches(), torch_opt)  # scheduled after the last step
         if self.cfg.model.gaussians.init_colors_from_frame and not self._colors_done:
             # the buffer is read once (a GPU sync); afterwards a Python flag answers
             self._colors_done = bool(self.head.colors_initialised)
