@@ -7,7 +7,7 @@ import torch
 
 from hm_talker.render import DensifyStrategy, GaussianModel, rasterize
 from hm_talker.config.fit import DensifyConfig
-from hm_talker.training.densify import batch_meta, strategy_config
+from hm_talker.training.densify import batch_meta, strategy_config, warn_schedule
 
 from conftest import toy_camera
 
@@ -142,24 +142,27 @@ def test_a_run_too_short_for_any_opacity_reset_says_so(caplog):
     floaters are never pruned; the run warns. 1600 steps reset at 1000 and stay quiet."""
     cfg = DensifyConfig()
     with caplog.at_level("WARNING", logger="hm_talker"):
-        strategy_config(cfg, max_steps=1600)
+        warn_schedule(cfg, max_steps=1600)
     assert not [r for r in caplog.records if "opacity reset" in r.getMessage()]
     with caplog.at_level("WARNING", logger="hm_talker"):
-        strategy_config(cfg, max_steps=1000)
+        warn_schedule(cfg, max_steps=1000)
     assert [r for r in caplog.records if "too short for an opacity reset" in r.getMessage()]
 
 
-def test_a_fit_ending_on_a_reset_step_saves_an_unfaded_face(identity64, tmp_path):
+def test_a_fit_ending_on_a_reset_step_saves_an_unfaded_face(identity64, tmp_path, caplog):
     """The bug this guards: runs of 1000 steps (= reset_every) saved the face right after its opacity
     reset, every face Gaussian at opacity <= 0.05, and scored psnr_face about 10 dB. Here a 12-step
     run with resets every 12 steps: the saved face keeps opacities above the reset clamp."""
     from conftest import SMALL
     from hm_talker.training.fit import fit
 
+    caplog.set_level("WARNING", logger="hm_talker")
     run = fit(None, [f"data.root={identity64}", f"run.dir={tmp_path}", "run.name=r", "trainer.max_steps=12",
                      "trainer.val_every=12", "strategy.refine_start=2", "strategy.refine_every=3",
                      "strategy.reset_every=12", "strategy.refine_stop=100", "strategy.reset_settle_steps=4",
                      *SMALL], False)
+    # its only reset would come 4 steps before the end: the run says once (not once per branch) that it has none
+    assert len([r for r in caplog.records if "too short for an opacity reset" in r.getMessage()]) == 1
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     opacity = torch.sigmoid(ckpt["state_dict"]["head.face.opacity_logits"])
     assert float(opacity.max()) > 0.2, float(opacity.max())

@@ -26,17 +26,21 @@ def strategy_config(cfg: DensifyConfig, seed_offset: int = 0, max_steps: int = 0
     values["seed"] = cfg.seed + seed_offset
     if max_steps > 0:
         values["reset_stop"] = max(1, max_steps - cfg.reset_settle_steps)
+    return StrategyConfig(**values)
+
+
+def warn_schedule(cfg: DensifyConfig, max_steps: int = 0) -> None:
+    """Say once per run when its schedule leaves out the opacity reset (and with it the pruning of floaters)."""
     if cfg.enabled and cfg.reset_every > 0 and cfg.reset_every >= cfg.refine_stop:  # 0: resets off on purpose
         # the opacity reset and the size prune (which waits for step > reset_every) never happen
         log.warning("strategy.reset_every=%d is not below strategy.refine_stop=%d: no opacity reset and "
                     "no pruning of oversized Gaussians in this run", cfg.reset_every, cfg.refine_stop)
-    elif cfg.enabled and max_steps > 0 and cfg.reset_every >= values["reset_stop"]:
+    elif cfg.enabled and max_steps > 0 and cfg.reset_every >= max(1, max_steps - cfg.reset_settle_steps):
         # too short a run for its first reset: floaters (large Gaussians in front of the face) stay
         log.warning("trainer.max_steps=%d is too short for an opacity reset (the first at strategy.reset_every=%d, "
                     "none within strategy.reset_settle_steps=%d of the end): floaters in front of the face are "
                     "not pruned; train longer or lower strategy.reset_every", max_steps, cfg.reset_every,
                     cfg.reset_settle_steps)
-    return StrategyConfig(**values)
 
 
 def batch_meta(metas: list[dict]) -> dict:

@@ -65,6 +65,10 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
         cfg.model.face_region_chin = _region_chin(cfg, features, manifest, run.last if resume else None)
     run.start(cfg, rank_zero_only.rank == 0)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if rank_zero_only.rank == 0:
+        from hm_talker.training.densify import warn_schedule
+
+        warn_schedule(cfg.strategy, cfg.trainer.max_steps)  # once per job: a run with no opacity reset says so
     module = HMMMModule(OmegaConf.to_object(cfg), features["mean_shape"], config_dict=OmegaConf.to_container(cfg, resolve=True))
     preemption = Preemption().install()  # from here to the end: the requeue signal never kills the job
     try:
