@@ -127,6 +127,15 @@ def _formants(audio, n):
 OPTIONAL_FEATURES = (("phones", "pocketsphinx", "pocketsphinx"), ("formants", "parselmouth", "praat-parselmouth"))
 
 
+def usable_features(features: list[str]) -> list[str]:
+    """FEATURES less those whose optional package is missing (said on stderr)."""
+    for kind, module, package in OPTIONAL_FEATURES:
+        if any(kind in f for f in features) and importlib.util.find_spec(module) is None:
+            print(f"{package} missing: {kind} features left out", file=sys.stderr)
+            features = [f for f in features if kind not in f]
+    return features
+
+
 def feature_table():
     from hm_talker.preprocess import speech_features as sf
 
@@ -264,10 +273,7 @@ def main(argv=None) -> int:
         print(f"skipped: the long real clips ({', '.join(f for f, _ in LONG.values())}) are not under "
               f"{args.real}", file=sys.stderr)
         return 0
-    for kind, module, package in OPTIONAL_FEATURES:
-        if any(kind in f for f in args.features) and importlib.util.find_spec(module) is None:
-            print(f"{package} missing: {kind} features left out", file=sys.stderr)
-            args.features = [f for f in args.features if kind not in f]
+    args.features = usable_features(args.features)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

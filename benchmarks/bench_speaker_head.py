@@ -92,14 +92,7 @@ def main(argv=None) -> int:
     if not (args.real / bam.LONG["long1"][0]).is_file():
         print(f"skipped: no real clips under {args.real}")
         return 0
-    features = []
-    for f in args.features:
-        missing = [pip for part, module, pip in bam.OPTIONAL_FEATURES
-                   if part in f.split("+") and bam.importlib.util.find_spec(module) is None]
-        if missing:
-            print(f"# {f} skipped: pip install {missing[0]}", file=sys.stderr)
-        else:
-            features.append(f)
+    features = bam.usable_features(args.features)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:

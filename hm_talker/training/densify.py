@@ -35,7 +35,7 @@ def warn_schedule(cfg: DensifyConfig, max_steps: int = 0) -> None:
         # the opacity reset and the size prune (which waits for step > reset_every) never happen
         log.warning("strategy.reset_every=%d is not below strategy.refine_stop=%d: no opacity reset and "
                     "no pruning of oversized Gaussians in this run", cfg.reset_every, cfg.refine_stop)
-    elif cfg.enabled and max_steps > 0 and cfg.reset_every >= max(1, max_steps - cfg.reset_settle_steps):
+    elif cfg.enabled and max_steps > 0 and cfg.reset_every >= strategy_config(cfg, max_steps=max_steps).reset_stop:
         # too short a run for its first reset: floaters (large Gaussians in front of the face) stay
         log.warning("trainer.max_steps=%d is too short for an opacity reset (the first at strategy.reset_every=%d, "
                     "none within strategy.reset_settle_steps=%d of the end): floaters in front of the face are "
