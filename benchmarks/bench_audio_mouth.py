@@ -30,6 +30,12 @@ energy+bands the same: a spectral shape helps one speaker's mouth a little and c
 formants (z-scored log F1-F3 and voicing) + ridge1e4 cross 0.22 (long2 0.34), energy+formants + ridge1e4
 0.27 (long2 0.44), + ridge1e5 0.31, + mlp 0.14: F1 reads the jaw of a vowel, yet an unheard speaker's
 mouth follows its loudness better; only self r rises (energy+formants + mlp 0.63, long1 0.60 against 0.49).
+
+Those numbers were measured with long3's sound 240 ms late. Every clip is now put in step with its mouth as
+preprocessing does (``hm_talker/preprocess/av_offset.py``; the shifted clips are printed first), and the
+ranking changes: cross r energy + ridge1e4 0.34 (long1 0.19, long2 0.53, long3 0.30), mel + ridge1e5 0.37
+(0.23, 0.45, 0.43), cmvn + ridge1e5 0.37, bands + ridge1e4 0.39, energy+bands + ridge1e4 0.40 (0.25, 0.47,
+0.47), energy+formants + ridge1e4 0.37; self r 0.59-0.61 for all of them.
 """
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
 def load_clips(real: Path, work: Path) -> dict:
     """name -> dict(speaker, audio [S], opening [T]); the landmark pass is cached in `work`."""
     from hm_talker.preprocess.analysis import analyse_clip
+    from hm_talker.preprocess.av_offset import in_sync, measure
     from hm_talker.preprocess.config import PreprocessConfig
 
     cfg = PreprocessConfig()
@@ -75,7 +82,11 @@ def load_clips(real: Path, work: Path) -> dict:
             c = analyse_clip(src, None, cfg)
             np.savez(cache, landmarks=c.landmarks, audio=c.audio)
         z = np.load(cache)
-        out[name] = {"speaker": speaker, "audio": z["audio"], "opening": mouth_opening(z["landmarks"])}
+        off = measure(z["landmarks"], z["audio"], cfg)  # preprocessing's sync correction (auto)
+        landmarks, audio = in_sync(z["landmarks"], z["audio"], off.applied, cfg.sample_rate, cfg.fps)
+        out[name] = {"speaker": speaker, "audio": audio, "opening": mouth_opening(landmarks), "av_offset": off.applied}
+    shifted = {n: c["av_offset"] for n, c in out.items() if c["av_offset"]}
+    print(f"sound shifted to match the mouth as preprocess does (frames): {shifted or 'none'}", flush=True)
     return out
 
 

@@ -47,7 +47,7 @@ def predicted_opening(model, root: Path, manifest: dict, audio: np.ndarray, ckpt
 
 def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> dict:
     from hm_talker.driving.checkpoint import load_module
-    from hm_talker.evaluation.protocols import cross_reference, reference_video
+    from hm_talker.evaluation.protocols import cross_reference, reference_video, shift_frames
     from hm_talker.evaluation.scoring import video_landmarks
     from hm_talker.metrics.correlation import pearson
     from hm_talker.metrics.mouth import lagged_correlations, mouth_opening
@@ -58,7 +58,7 @@ def measure(ckpt: Path, ref_path: Path, seconds: float, out: Path) -> dict:
     metrics = cross_reference(model, root, manifest, ref, video)
     pred = predicted_opening(model, root, manifest, ref.audio, ckpt)
     rendered = mouth_opening(video_landmarks(video))
-    real = mouth_opening(ref.landmarks)
+    real = mouth_opening(shift_frames(ref.landmarks, ref.lag))  # the reference's mouth in step with its sound
     n = min(len(pred), len(rendered), len(real))
     lags = {k: v for k, v in lagged_correlations(pred[:n], real[:n]).items() if v is not None}
     best = max(lags, key=lags.get)

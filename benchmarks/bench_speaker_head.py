@@ -18,21 +18,25 @@ the way the product uses it:
         [--features energy energy+formants] [--shares 0 0.25 0.5 0.75 1] [--seeds 3]
 
 Skips with a message when the clips are absent. Under a minute on a 2-core machine (formants need
-``pip install 'hm-talker[formants]'``; without it that feature is skipped). Measured there (energy ridge
-alpha 1e4, mlp 3 seeds):
+``pip install 'hm-talker[formants]'``; without it that feature is skipped). Every clip is put in step
+with its mouth as preprocessing does (``hm_talker/preprocess/av_offset.py``: long3's sound is 6 frames
+late). Measured there (energy ridge alpha 1e4, mlp 3 seeds):
 
-| head feature | mlp share | self r, mean of 3 | driven r, mean of 4 | long1 self | long1 <- long3 |
-|---|---:|---:|---:|---:|---:|
-| (the linear map alone) | 0 | 0.58 | 0.29 | 0.34 | 0.25 |
-| energy | 0.5 | 0.64 | 0.27 | 0.41 | 0.17 |
-| energy | 1 | 0.66 | 0.23 | 0.46 | 0.08 |
-| energy+formants | 0.5 | 0.66 | 0.26 | 0.52 | 0.12 |
-| energy+formants | 1 | 0.67 | 0.18 | 0.60 | -0.04 |
+| head feature | mlp share | self r, mean of 3 | driven r, mean of 4 | long1 self | long1 <- long2 | long1 <- long3 |
+|---|---:|---:|---:|---:|---:|---:|
+| (the linear map alone) | 0 | 0.62 | 0.31 | 0.34 | 0.52 | 0.31 |
+| energy | 0.5 | 0.65 | 0.32 | 0.41 | 0.54 | 0.31 |
+| energy | 1 | 0.64 | 0.29 | 0.46 | 0.48 | 0.29 |
+| energy+formants | 0.25 | 0.66 | 0.33 | 0.43 | 0.53 | 0.36 |
+| energy+formants | 0.5 | 0.69 | 0.35 | 0.52 | 0.51 | 0.41 |
+| energy+formants | 1 | 0.69 | 0.31 | 0.60 | 0.39 | 0.40 |
 
-(driven, the linear map: long1 <- long2 0.52, long1 <- long3 0.25, long2 <- long1 0.20, long3 <- long1 0.18.)
+(driven, the linear map: long1 <- long2 0.52, long1 <- long3 0.31, long2 <- long1 0.20, long3 <- long1 0.19.)
 
-The speaker's own nonlinear head lifts self-driven lip sync and costs the speaker it never heard: the
-trade the model does not make (the README, CMMM section).
+Before long3 was put in step, the heads seemed to cost the speakers the identity never heard (mean driven
+0.29 -> 0.26, long1 <- long3 0.25 -> 0.12): scored against a mouth 240 ms ahead of its own sound, a head
+that follows the sound more closely looked worse. In step, half a formant MLP lifts both (the README,
+CMMM section, says what the model does with it).
 """
 from __future__ import annotations
 

@@ -22,12 +22,12 @@ from hm_talker.data.windows import Windows, band_stats, speech_features
 
 
 class _Identity:
-    def __init__(self, root: Path, window: int, normalise: bool, speech_window: int):
+    def __init__(self, root: Path, window: int, normalise: bool, speech_window: int, formants: bool | None = None):
         self.manifest = load_manifest(root)
         with np.load(root / "features.npz", allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("audio", "aus", "clip_ids", "speech") if k in f.files}
+            arrays = {k: f[k] for k in ("audio", "aus", "clip_ids", "speech", "formants") if k in f.files}
         audio, self.aus = arrays["audio"].astype(np.float32), arrays["aus"].astype(np.float32)
-        speech = speech_features(self.manifest, arrays, speech_window)
+        speech = speech_features(self.manifest, arrays, speech_window, formants)
         if normalise:
             mean, std = band_stats(audio)
             audio = (audio - mean) / std
@@ -63,16 +63,18 @@ class FeatureWindowDataModule(L.LightningDataModule):
     """Train: the train frames of every identity, shuffled (seeded); val: their held-out tails."""
 
     def __init__(self, roots: list[str], batch_size: int = 64, window: int = 8, shifts: list[int] = (),
-                 normalise: bool = True, seed: int = 0, num_workers: int = 0, speech_window: int = 16):
+                 normalise: bool = True, seed: int = 0, num_workers: int = 0, speech_window: int = 16,
+                 formants: bool | None = None):
         super().__init__()
-        self.speech_window = speech_window
+        self.speech_window, self.formants = speech_window, formants  # formant rows: True (required), None (when stored)
         self.roots = [Path(r) for r in roots]
         self.batch_size, self.window, self.shifts = batch_size, window, list(shifts)
         self.normalise, self.seed, self.num_workers = normalise, seed, num_workers
 
     def setup(self, stage: str | None = None):
         if not hasattr(self, "idents"):
-            self.idents = [_Identity(r, self.window, self.normalise, self.speech_window) for r in self.roots]
+            self.idents = [_Identity(r, self.window, self.normalise, self.speech_window, self.formants)
+                           for r in self.roots]
 
     def loader(self, split: str, shuffle: bool):
         """Batches of one split (shuffled: seeded, last partial batch dropped)."""

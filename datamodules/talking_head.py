@@ -71,8 +71,9 @@ class TalkingHeadDataModule(L.LightningDataModule):
 
     def __init__(self, root: str, batch_size: int = 4, num_workers: int = 2, window: int = 8,
                  shuffle_buffer: int = 128, seed: int = 0, val_batch_size: int = 8, speech_window: int = 16,
-                 max_corrupt_fraction: float = 0.5, corrupt_warnings: int = 5):
+                 max_corrupt_fraction: float = 0.5, corrupt_warnings: int = 5, formants: bool | None = None):
         super().__init__()
+        self.formants = formants  # the formant rows in the speech window: True (required), None (when stored), False
         self.max_corrupt_fraction, self.corrupt_warnings = max_corrupt_fraction, corrupt_warnings
         self.root = Path(root)
         self.batch_size, self.num_workers, self.window = batch_size, num_workers, window
@@ -88,9 +89,9 @@ class TalkingHeadDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None):
         self.manifest = load_manifest(self.root)
         self.arrays = load_features(self.root)
-        self.windows = Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"],
-                                      self.window, *speech_features(self.manifest, self.arrays, self.speech_window),
-                                      lip_motion=lip_motion(self.arrays, int(self.manifest["size"])))
+        self.windows = Windows(self.arrays["audio"], self.arrays["aus"], self.arrays["clip_ids"], self.window,
+                               *speech_features(self.manifest, self.arrays, self.speech_window, self.formants),
+                               lip_motion=lip_motion(self.arrays, int(self.manifest["size"])))
 
     @property
     def world_size(self) -> int:

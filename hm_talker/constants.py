@@ -51,3 +51,5 @@ SAMPLE_RATE = 16000  # audio rate of every feature extractor
 
 # where the AUs of HMMM's explicit feature come from (SFP pairs each training step with one)
 MEASURED, PREDICTED = "measured", "predicted"  # measured on the frame / predicted from audio by CMMM
+
+FORMANT_DIM = 4  # formant rows per 10 ms: z-scored log F1, F2, F3 and a voicing flag (preprocess/formants.py)

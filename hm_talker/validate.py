@@ -52,6 +52,10 @@ FIT_RANGES: dict[str, tuple] = {
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "frame", "conv"),
     "cmmm.net.speech_kernel": (1, 63), "cmmm.net.speech_window": (1, 1024),
     "cmmm.net.dropout": (0.0, 0.99), "cmmm.loss.temperature": (1e-6, INF),
+    "cmmm.net.formant_share": (0.0, 1.0), "cmmm.net.formant_hidden": (1, 4096), "cmmm.net.formant_heads": (1, 64),
+    "cmmm.net.formant_dropout": (0.0, 0.99), "cmmm.net.formant_epochs": (1, 10_000),
+    "cmmm.net.formant_lr": (1e-9, 10.0), "cmmm.net.formant_weight_decay": (0.0, 10.0),
+    "cmmm.net.formant_batch": (1, 1 << 20),
     "eval.cross_seconds": (0.0, INF), "model.upper_au_reach": (0.0, 100.0), "model.face_region": ("pose", "frame"), "model.face_region_chin": (0.0, 2.0), "model.face_region_chin_margin": (0.0, 2.0), "model.upper_au_edge": (1e-4, 10.0),
 }
 FIT_NONNEGATIVE_PREFIXES = ("loss.", "cmmm.loss.")  # every other number under these: >= 0 (weights)
@@ -70,6 +74,7 @@ PREPROCESS_RANGES: dict[str, tuple] = {
     "image_format": ("jpg", "png"), "jpeg_quality": (1, 100), "silence_dbfs": (-INF, 0.0),
     "clip_level": (0.001, 1.0), "max_clipped_fraction": (0.0, 1.0), "max_constant_fraction": (0.0, 1.0),
     "length_tolerance_frames": (0, INF), "au_neutral_percentile": (0.0, 100.0),
+    "av_offset_max_frames": (1, 1024), "av_offset_min_seconds": (0.0, INF), "av_offset_min_gain": (0.0, 2.0),
     "decode_threads": (1, 256), "chunk_frames": (1, 1 << 16),
 }
 
@@ -174,6 +179,9 @@ def check_preprocess_config(cfg, source=None) -> None:
 
     values = dataclasses.asdict(cfg)
     _check_table(values, PREPROCESS_RANGES, source)
+    setting = str(cfg.av_offset).strip().lower()
+    if setting != "auto" and not re.fullmatch(r"[+-]?\d+", setting):
+        raise InputError(source, f"av_offset={cfg.av_offset!r} must be auto or a whole number of frames")
     if not cfg.mel_fmin < cfg.mel_fmax <= cfg.sample_rate / 2:
         raise InputError(source, f"mel_fmin={cfg.mel_fmin} and mel_fmax={cfg.mel_fmax} must satisfy "
                                  f"0 <= mel_fmin < mel_fmax <= sample_rate / 2 = {cfg.sample_rate / 2:g}")

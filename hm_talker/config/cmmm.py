@@ -80,6 +80,24 @@ class CMMMFitConfig:
     seed: int = 0  # seeds the weights and the data order
 
 
+# fields added with a default other than what checkpoints saved before them were trained with: (dotted key, the
+# value those checkpoints mean); a stored config without the key is read with that value
+LEGACY_DEFAULTS = (("cmmm.net.formant_share", 0.0),)  # the formant head came with preprocessing's formant rows
+
+
+def with_legacy_defaults(cfg, stored: dict):
+    """`cfg` (merged from `stored`, a checkpoint's config) with LEGACY_DEFAULTS where `stored` lacks the key."""
+    from omegaconf import OmegaConf
+
+    for key, value in LEGACY_DEFAULTS:
+        node = stored
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
 def load_config(config_path: str | None, overrides: list[str]):
     """`hm-talker fit-cmmm`'s config: CMMMFitConfig <- CONFIG (optional) <- key=value overrides, by the
     loader every command uses; data.roots is required."""

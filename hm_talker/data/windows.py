@@ -18,19 +18,33 @@ def band_stats(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # [T, k, D]
     return flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32)
 
 
-def speech_features(manifest: dict, arrays: dict, window: int) -> tuple:
+def speech_features(manifest: dict, arrays: dict, window: int, formants: bool | None = False) -> tuple:
     """(speech [T, k, 2], window) for CMMM: energy and flux of the identity's sound, normalised per clip
     (hm_talker/preprocess/speech_features.py), as preprocessing stored them in features.npz ("speech"), or,
-    for a mel identity preprocessed before they were stored, from its log-mel; (None, 0) without a window."""
+    for a mel identity preprocessed before they were stored, from its log-mel; (None, 0) without a window.
+    `formants`: True, the formant rows follow ([T, k, 2 + 4]; the formant head of CMMM reads them) or an
+    InputError when the identity has none; None, they follow when the identity has them."""
     if window <= 0:
         return None, 0
     if "speech" in arrays:
-        return arrays["speech"], window
-    if manifest["features"]["audio"]["kind"] != "mel":
+        speech = arrays["speech"]
+    elif manifest["features"]["audio"]["kind"] != "mel":
         return None, 0
-    from hm_talker.preprocess.speech_features import mouth_audio_features
+    else:
+        from hm_talker.preprocess.speech_features import mouth_audio_features
 
-    return mouth_audio_features(arrays["audio"], "energy", arrays["clip_ids"]), window
+        speech = mouth_audio_features(arrays["audio"], "energy", arrays["clip_ids"])
+    if formants is None:
+        formants = "formants" in arrays
+    if formants:
+        if "formants" not in arrays:
+            from hm_talker.errors import InputError
+
+            raise InputError(manifest.get("identity"), "this CMMM reads formants (cmmm.net.formant_share > 0) and "
+                                                       "the identity was preprocessed before they were stored: "
+                                                       "run hm-talker preprocess again")
+        speech = np.concatenate([speech, arrays["formants"]], -1)
+    return speech, window
 
 
 def lip_motion(arrays: dict, size: int) -> np.ndarray:  # -> [T, L, 3]

@@ -61,6 +61,9 @@ def load_module(ckpt_path, data_root=None, device: str = "auto"):
         cfg = OmegaConf.merge(OmegaConf.structured(FitConfig), ckpt["config"])
     except Exception as exc:  # keys or types that FitConfig does not have
         raise InputError(ckpt_path, f"checkpoint config does not fit this version ({type(exc).__name__})") from None
+    from hm_talker.config.cmmm import with_legacy_defaults
+
+    cfg = with_legacy_defaults(cfg, ckpt["config"])
     root = Path(data_root or cfg.data.root)
     manifest = load_manifest(root)
     expected = [cfg.model.audio.rows_per_frame, cfg.model.audio.feature_dim]

@@ -62,6 +62,10 @@ def speech_windows(audio: np.ndarray, manifest: dict, cfg, audio_model: str | No
         audio, n, pc["sample_rate"], pc["fps"], pc["n_mels"], pc["mel_hop"], pc["mel_win"], pc["mel_fmin"],
         pc["mel_fmax"], pc.get("audio_rows_fps", 25))
     speech = speech_features_of(mel)
+    if cfg.cmmm.net.formant_share > 0:  # the formant head's rows, from the sound itself as preprocessing made them
+        from hm_talker.preprocess.speech_features import formants_of
+
+        speech = np.concatenate([speech, formants_of(audio, n, pc["sample_rate"], pc["fps"], pc["mel_hop"])], -1)
     return Windows(feats, np.zeros((n, 17), np.float32), np.zeros(n, np.int64), cfg.data.window,
                    speech, cfg.cmmm.net.speech_window)
 
@@ -114,7 +118,7 @@ def identity_windows(root: Path, manifest: dict, cfg) -> Windows:
 
     arrays = load_features(root)
     return Windows(arrays["audio"], arrays["aus"], arrays["clip_ids"], cfg.data.window,
-                   *speech_features(manifest, arrays, cfg.cmmm.net.speech_window))
+                   *speech_features(manifest, arrays, cfg.cmmm.net.speech_window, cfg.cmmm.net.formant_share > 0))
 
 
 def speaker_stats(model, windows: Windows, normalise: bool = True):

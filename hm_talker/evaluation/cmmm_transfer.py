@@ -37,7 +37,9 @@ def load_cmmm(ckpt: Path):
     from hm_talker.training.stage1 import build_net, load_cmmm_weights
 
     stored = load_checkpoint(ckpt, "CMMM checkpoint").get("config") or {}
-    cfg = OmegaConf.merge(OmegaConf.structured(CMMMFitConfig), stored)
+    from hm_talker.config.cmmm import with_legacy_defaults
+
+    cfg = with_legacy_defaults(OmegaConf.merge(OmegaConf.structured(CMMMFitConfig), stored), stored)
     net = build_net(cfg)
     load_cmmm_weights(net, ckpt, cfg.audio)
     return net.eval(), cfg
@@ -50,7 +52,7 @@ def predicted_opening(net, window: int, root: Path, batch: int = 256) -> tuple[n
     audio = arrays["audio"].astype(np.float32)
     net.set_audio_stats(*map(torch.from_numpy, band_stats(audio)))
     windows = Windows(audio, arrays["aus"].astype(np.float32), arrays["clip_ids"], window,
-                      *speech_features(manifest, arrays, net.cfg.speech_window))
+                      *speech_features(manifest, arrays, net.cfg.speech_window, net.cfg.formant_share > 0))
     frames = np.arange(len(audio))
     pred = [net(**windows.speech_batch(frames[i:i + batch]))["raw_aus"][:, MOUTH].sum(1)
             for i in range(0, len(frames), batch)]

@@ -78,6 +78,8 @@ class Reference:
     audio: np.ndarray  # [S] float32 mono at the identity's sample rate
     landmarks: np.ndarray  # [T, 478, 3] face mesh at 25 fps, NaN without a face
     note: str | None = None  # its picture and sound differ in length: what is scored
+    lag: int = 0  # its sound's offset against its own mouth when clear (+k: k frames late; reference_offset)
+    lag_note: str | None = None  # what that offset is and how the scoring takes it
 
     @property
     def name(self) -> str:  # for file names and metric keys: letters, digits, '.', '_' and '-' only
@@ -110,7 +112,45 @@ def reference_video(ref_path, sample_rate: int, seconds: float | None = None) ->
         audio = audio[:round(seconds * sample_rate)]
     if np.isnan(landmarks[:, 0, 0]).all():
         raise InputError(ref_path, "no face found in any frame: the reference mouth cannot be measured")
-    return Reference(ref_path, audio, landmarks, note)
+    ref = Reference(ref_path, audio, landmarks, note)
+    ref.lag, ref.lag_note = reference_offset(ref, sample_rate)
+    return ref
+
+
+def shift_frames(landmarks: np.ndarray, lag: int) -> np.ndarray:  # [T, ...] -> [T, ...]
+    """Frame j <- frame j - lag (NaN where there is none): the reference mouth that goes with sound j when its
+    sound is `lag` frames late."""
+    if lag == 0:
+        return landmarks
+    out = np.full_like(landmarks, np.nan)
+    if lag > 0:
+        out[lag:] = landmarks[:len(landmarks) - lag]
+    else:
+        out[:lag] = landmarks[-lag:]
+    return out
+
+
+def reference_offset(ref: Reference, sample_rate: int) -> tuple[int, str | None]:
+    """(lag, note): the reference's own sound/mouth offset when it is clear by preprocessing's rules
+    (hm_talker/preprocess/av_offset.py), else (0, None). The driven mouth is then scored against the
+    reference's mouth moved by that lag (sync-corrected, as preprocessing corrects an identity's clips)."""
+    from hm_talker.data.clips import EVAL_FPS
+    from hm_talker.preprocess.av_offset import measure
+    from hm_talker.preprocess.config import PreprocessConfig
+
+    cfg = PreprocessConfig(fps=EVAL_FPS, sample_rate=sample_rate)  # av_offset auto, its default rules
+    n = min(len(ref.landmarks), int(len(ref.audio) * EVAL_FPS // sample_rate))
+    off = measure(ref.landmarks[:n], ref.audio, cfg)
+    lag = off.applied
+    if not lag:
+        return 0, None
+    r0, rb = off.r_zero, off.r_best
+    note = (f"the reference's sound is {abs(lag)} frames ({1000 * abs(lag) // EVAL_FPS} ms) "
+            f"{'later' if lag > 0 else 'earlier'} than its own mouth (mouth/loudness r {r0:.2f} at lag 0, "
+            f"{rb:.2f} at {lag:+d}): the driven mouth is scored against the reference's mouth moved by "
+            f"{lag:+d} frames, in step with the sound that drove it")
+    log.warning("%s: %s", ref.path, note)
+    return lag, note
 
 
 def cross_video(model, root: Path, manifest: dict, ref_path, out_dir, syncnet_weights=None, ckpt=None) -> dict:
@@ -132,9 +172,11 @@ def cross_reference(model, root: Path, manifest: dict, ref: Reference, video, sy
     metrics, pred_landmarks = score_generated(
         open_clip(video).chunks(CHUNK_FRAMES, report["frames"]), ref.audio, sr, syncnet_weights,
         "another person's video is the reference: only the mouth metrics and Sync apply")
-    score_mouth_against(metrics, pred_landmarks, ref.landmarks)
+    score_mouth_against(metrics, pred_landmarks, shift_frames(ref.landmarks, ref.lag))
     if ref.note:
         metrics.setdefault("notes", {})["reference_length"] = ref.note
+    if ref.lag_note:
+        metrics.setdefault("notes", {})["reference_av_offset"] = ref.lag_note
     metrics["driven"] = report  # the driven video: path, frames, render frames/s
     return metrics
 

@@ -6,7 +6,9 @@ explicit feature; audio / AU windows -> alignment embeddings.
   speech window (per-row log energy and spectral flux, z-scored per utterance: the input that transfers
   best to other speakers, benchmarks/bench_audio_mouth.py) and/or an MLP of the implicit feature
   (`au_input`); calibration (`calibrate`) maps the current speaker's prediction statistics onto the
-  identity's measured AU statistics, since an audio-only predictor shrinks towards the mean;
+  identity's measured AU statistics, since an audio-only predictor shrinks towards the mean; beside the
+  linear map, the formant head (`formant_share`): small MLPs on the speech window with its formant rows,
+  fitted after stage 1 and blended with the linear map in z-units;
 - AU encoder: 17 AUs (or the lower-face subset, zeros elsewhere) -> explicit feature [B, E];
 - alignment: the per-frame audio features of the window (weighted by the implicit feature's temporal
   attention) and the window of measured AUs are each embedded as a unit vector; their dot product scores
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hm_talker.constants import AU_MAX, AU_NAMES, JAW_AU_IDX, LOWER_AU_IDX
+from hm_talker.constants import AU_MAX, AU_NAMES, FORMANT_DIM, JAW_AU_IDX, LOWER_AU_IDX
 from hm_talker.model.audio_encoder import AudioEncoder
 from hm_talker.model.config import AudioEncoderConfig, CMMMNetConfig
 from hm_talker.model.layers import mlp
@@ -97,6 +99,38 @@ class FrameSpeech(nn.Module):
         return self.out(speech_window.mean(2).flatten(1))
 
 
+class FormantHead(nn.Module):
+    """The nonlinear AU head on energy, flux and formants: speech window [B, Ws, k, 2 + 4] -> AUs in z-units
+    of the AUs measured in stage 1 [B, 17], the mean of `heads` small MLPs over the standardised window.
+    Fitted after stage 1 on its training frames (hm_talker/training/formant_head.py), then blended with the
+    linear head in z-units (`blend`): the identity's own mouth follows its vowels better than its loudness
+    (benchmarks/bench_speaker_head.py). Until fitted (`ready` 0) the linear head predicts alone."""
+
+    def __init__(self, inputs: int, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(inputs, hidden), nn.GELU(), nn.Dropout(dropout),
+                          nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, NUM_AUS)) for _ in range(heads))
+        for name, size, value in (("in_mean", inputs, 0.0), ("in_std", inputs, 1.0), ("lin_mean", NUM_AUS, 0.0),
+                                  ("lin_std", NUM_AUS, 1.0)):
+            self.register_buffer(name, torch.full((size,), value))
+        self.register_buffer("ready", torch.zeros(()))
+
+    def forward(self, speech_window: Tensor) -> Tensor:  # [B, Ws, k, 6] -> [B, 17] z-units
+        if speech_window[0].numel() != self.in_mean.numel():
+            raise ValueError(f"the formant head reads {self.in_mean.numel()} values per speech window, the batch has "
+                             f"{speech_window[0].numel()} (shape {list(speech_window.shape[1:])}): its speech "
+                             "windows lack the formant rows (speech_features(..., formants=True))")
+        x = (speech_window.flatten(1) - self.in_mean) / self.in_std
+        return torch.stack([net(x) for net in self.nets]).mean(0)
+
+    def blend(self, raw: Tensor, speech_window: Tensor, share: float) -> Tensor:  # [B, 17] AU units -> same
+        """(1 - share) x the linear head + share x this head, in z-units of the linear head's predictions over
+        the stage-1 training frames, returned in its units (calibration rescales them as before)."""
+        z = (1 - share) * (raw - self.lin_mean) / self.lin_std + share * self(speech_window)
+        return self.lin_mean + self.lin_std * z
+
+
 class CMMM(nn.Module):
     """Cross-Modal Mapping Module: audio window [B, W, k, D] -> implicit [B, C] and AUs [B, 17];
     AUs -> explicit [B, E]."""
@@ -121,6 +155,12 @@ class CMMM(nn.Module):
                                            cfg.speech_kernel, cfg.dropout))
             if cfg.speech_head != "conv":  # a linear map starts at the mean predictor (with init_au_bias): no chance
                 nn.init.zeros_(getattr(self.speech_head, "out", self.speech_head).weight)  # correlation with loudness
+        self.formant_head = None
+        if cfg.formant_share > 0:
+            if self.speech_head is None:
+                raise ValueError("the formant head sits beside the speech head: au_input must be speech or both")
+            self.formant_head = FormantHead(cfg.speech_window * cfg.speech_rows * (cfg.speech_dim + FORMANT_DIM),
+                                            cfg.formant_hidden, cfg.formant_heads, cfg.formant_dropout)
         # calibration: (aus - pred_mean) / pred_std * meas_std + meas_mean (identity until set)
         for name, value in (("pred_mean", 0.0), ("pred_std", 1.0), ("meas_mean", 0.0), ("meas_std", 1.0)):
             self.register_buffer(name, torch.full((NUM_AUS,), value))
@@ -173,9 +213,11 @@ class CMMM(nn.Module):
         if self.speech_head is not None:
             if speech_window is None:
                 raise ValueError("this CMMM reads speech features: the batch has no speech_window")
-            logits = logits + self.speech_head(speech_window.flatten(1) if isinstance(self.speech_head, nn.Linear)
-                                               else speech_window)
+            lin = speech_window[..., :self.cfg.speech_dim]  # energy, flux (formants follow when the head reads them)
+            logits = logits + self.speech_head(lin.flatten(1) if isinstance(self.speech_head, nn.Linear) else lin)
         raw = torch.sigmoid(logits) * AU_MAX
+        if self.formant_head is not None and bool(self.formant_head.ready):
+            raw = self.formant_head.blend(raw, speech_window, self.cfg.formant_share)
         return {"implicit": implicit, "aus": self.calibrated(raw, speaker), "raw_aus": raw, "frames": frames}
 
     @torch.no_grad()

@@ -107,6 +107,14 @@ class CMMMNetConfig:
     speech_channels: list[int] = field(default_factory=lambda: [16, 32, 32])  # conv head: channels of its layers (each halves the rows)
     speech_kernel: int = 5  # conv head: kernel size along the 10 ms rows
     calibrate: bool = True  # rescale predicted AUs: the speaker's prediction statistics -> the identity's measured ones
+    formant_share: float = 0.5  # weight of the formant head in the AU prediction (z-units; 0 = the linear speech head alone, no formants read)
+    formant_hidden: int = 32  # formant head: hidden width of each of its MLPs (two hidden layers, GELU)
+    formant_heads: int = 3  # formant head: MLPs averaged (each from its own seed)
+    formant_dropout: float = 0.2  # formant head: dropout on its input and first hidden layer
+    formant_epochs: int = 15  # formant head: passes over the stage-1 training frames when it is fitted (after stage 1)
+    formant_lr: float = 1.0e-3  # formant head: AdamW learning rate of that fit
+    formant_weight_decay: float = 0.05  # formant head: AdamW weight decay of that fit
+    formant_batch: int = 128  # formant head: frames per step of that fit
 
 
 @dataclass

@@ -36,6 +36,10 @@ class PreprocessConfig:
     max_clipped_fraction: float = 0.01  # warn when more than this share of the sound's samples is clipped
     max_constant_fraction: float = 0.5  # warn when one non-zero value fills more than this share of the samples (stuck sound)
     length_tolerance_frames: int = 1  # audio/video length difference tolerated silently
+    av_offset: str = "auto"  # sound vs mouth offset per clip: auto (measure it, shift the sound when clear), or frames to shift by (+k: the sound is k frames late; 0 = keep)
+    av_offset_max_frames: int = 8  # auto: lags searched, +- this many frames (a peak at the edge is not applied)
+    av_offset_min_seconds: float = 15.0  # auto: clips shorter than this are not measured (too few syllables for a clear peak)
+    av_offset_min_gain: float = 0.1  # auto: shift only when the mouth/loudness r at the best lag beats the r at lag 0 by this
     au_neutral_percentile: float = 5.0  # percentile of each AU feature over the identity taken as its neutral (eyelid AUs: the median)
     openface_csv: str = ""  # OpenFace CSV whose AU*_r columns replace the geometric estimate
     decode_threads: int = 2  # decoder threads

@@ -22,13 +22,14 @@ from hm_talker.errors import InputError
 from hm_talker.output_lock import OutputLock
 from hm_talker.preprocess import shards as sh
 from hm_talker.preprocess.analysis import ClipAnalysis, analyse_clip
+from hm_talker.preprocess.av_offset import align_sound
 from hm_talker.preprocess.audio_features import frame_start, log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
-from hm_talker.preprocess.speech_features import SPEECH_KIND, speech_features_of
+from hm_talker.preprocess.speech_features import SPEECH_KIND, formants_of, speech_features_of
 from hm_talker.preprocess.track import crop_boxes, crop_frame, to_crop_coords
 from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
 from hm_talker.safe_read import read_json
@@ -104,7 +105,7 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
         aus = read_openface_csv(cfg.openface_csv, clips[0].info.num_frames, clips[0].src_indices)
     else:
         aus = calib.apply(canon)
-    audio, speech = [], []
+    audio, speech, formants = [], [], []
     for c in clips:
         n = len(c.src_indices)
         mel = log_mel(c.audio, n, cfg.sample_rate, cfg.fps, cfg.n_mels, cfg.mel_hop, cfg.mel_win, cfg.mel_fmin,
@@ -117,8 +118,10 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
         else:
             raise InputError(None, f"unknown --audio-features {cfg.audio_features!r} (mel, hubert, wav2vec2)")
         speech.append(speech_features_of(mel))  # from the sound itself, whatever the audio features are
+        formants.append(formants_of(c.audio, n, cfg.sample_rate, cfg.fps, cfg.mel_hop))
     return {
-        "audio": np.concatenate(audio), "speech": np.concatenate(speech), "aus": aus.astype(np.float32),
+        "audio": np.concatenate(audio), "speech": np.concatenate(speech), "formants": np.concatenate(formants),
+        "aus": aus.astype(np.float32),
         "landmarks": lms_crop,
         "canonical": canon, "extrinsics": ext, "intrinsics": K, "boxes": boxes.astype(np.float32),
         "clip_ids": clip_ids.astype(np.int32), "src_frames": np.concatenate([c.src_indices for c in clips]),
@@ -203,8 +206,9 @@ def _preprocess_locked(videos, audio, out: Path, created, cfg: PreprocessConfig)
         raise InputError(out, "already holds a preprocessed identity made from other input or "
                               "settings: choose another --out or delete it")
 
-    clips = [analyse_clip(v, audio, cfg) for v in videos]
-    feats = compute_features(clips, cfg)
+    clips, offsets = zip(*(align_sound(analyse_clip(v, audio, cfg), cfg) for v in videos))
+    feats = compute_features(list(clips), cfg)
+    feats["_av_offsets"] = [o.to_dict() for o in offsets]
     check_finite(feats, audio or videos[0])
     try:
         manifest = _write(out, clips, feats, cfg, fp, videos)
@@ -307,8 +311,8 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
         "clips": [{"file": v.name, "start": int(st), "num_frames": len(c.src_indices),
                    "source_fps": round(c.info.fps, 4), "source_frames": c.info.num_frames,
                    "source_size": [c.info.width, c.info.height], "audio": c.audio_source,
-                   "face_missing_frames": c.missing, "trimmed_frames": c.trimmed_frames}
-                  for v, c, st in zip(videos, clips, starts)],
+                   "face_missing_frames": c.missing, "trimmed_frames": c.trimmed_frames, "av_offset": off}
+                  for v, c, st, off in zip(videos, clips, starts, feats["_av_offsets"])],
         "features": {
             "image": {"ext": cfg.image_format, "shape": [cfg.size, cfg.size, 3]},
             "masks": {"ext": "png", "shape": [cfg.size, cfg.size], "bits": MASK_NAMES},
@@ -320,6 +324,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
             "audio": {"kind": cfg.audio_features, "shape": list(feats["audio"].shape[1:]),
                       "rows_per_frame": int(feats["audio"].shape[1])},
             "speech": {"kind": SPEECH_KIND, "shape": list(feats["speech"].shape[1:])},
+            "formants": {"kind": "log F1-F3 z-scored per clip, voicing", "shape": list(feats["formants"].shape[1:])},
         },
         "audio_file": "audio.wav",
         "au_calibration": feats["_calibration"],

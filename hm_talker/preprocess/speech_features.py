@@ -125,3 +125,20 @@ def speech_features_of(log_mel_feats: np.ndarray) -> np.ndarray:  # [T, k, n_mel
     audio-feature kind (mel, HuBERT, wav2vec2), the same way for the identity (preprocessing stores it in
     features.npz as "speech") and for any driving speech (hm_talker.driving.speech)."""
     return mouth_audio_features(log_mel_feats, SPEECH_KIND)
+
+
+def formants_of(audio: np.ndarray, num_frames: int, sample_rate: int, fps, hop: int) -> np.ndarray:
+    """[S] one utterance -> [T, k, 4]: its formant rows (hm_talker/preprocess/formants.py) on the log-mel's
+    rows, computed the same way for the identity (preprocessing stores them in features.npz as "formants")
+    and for any driving speech. A sound too short for Praat's analysis window has no formants (zeros)."""
+    from hm_talker.preprocess.formants import formant_features
+
+    try:
+        return formant_features(audio, num_frames, sample_rate, fps, hop)
+    except Exception as exc:  # parselmouth.PraatError: shorter than one analysis window
+        if type(exc).__name__ != "PraatError":
+            raise
+        from hm_talker.constants import FORMANT_DIM
+        from hm_talker.preprocess.audio_features import rows_per_frame
+
+        return np.zeros((num_frames, rows_per_frame(sample_rate / hop), FORMANT_DIM), np.float32)

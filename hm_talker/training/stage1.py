@@ -66,7 +66,8 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
                         config_dict=config_dict or OmegaConf.to_container(OmegaConf.structured(cfg)))
     dm = FeatureWindowDataModule(list(cfg.data.roots), batch_size=cfg.data.batch_size, window=cfg.data.window,
                                  shifts=list(cfg.cmmm.loss.shifts), normalise=cfg.cmmm.speaker_norm, seed=cfg.seed,
-                                 num_workers=cfg.data.num_workers, speech_window=cfg.cmmm.net.speech_window)
+                                 num_workers=cfg.data.num_workers, speech_window=cfg.cmmm.net.speech_window,
+                                 formants=True if cfg.cmmm.net.formant_share > 0 else None)
     t = cfg.trainer
     dm.setup()
     train_aus = np.concatenate([d.aus[:d.num_train] for d in dm.idents])
@@ -82,6 +83,10 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
     trainer.fit(module, datamodule=dm)
     if should_stop is not None and should_stop():
         raise Preempted(f"stage 1 stopped at step {trainer.global_step} by the requeue signal")
+    if net.formant_head is not None:
+        from hm_talker.training.formant_head import fit_formant_head
+
+        fit_formant_head(net, [(d.windows, d.num_train) for d in dm.idents], cfg.cmmm.loss.au_weights, cfg.seed)
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = module.val_metrics()
     log.info("CMMM stage 1: %d steps x %d frames in %.0f s on %s", t.max_steps, cfg.data.batch_size,
@@ -109,6 +114,10 @@ def load_cmmm_weights(net, path, audio_cfg) -> None:
         if key in trained and trained[key] != getattr(audio_cfg, key):
             raise InputError(path, f"CMMM was trained with audio.{key}={trained[key]}, this fit has "
                                    f"{getattr(audio_cfg, key)}")
+    share = ((ckpt.get("config") or {}).get("cmmm", {}).get("net", {}) or {}).get("formant_share", 0.0)
+    if (share > 0) != (net.formant_head is not None):
+        raise InputError(path, f"CMMM was trained with cmmm.net.formant_share={share}, this run has "
+                               f"{net.cfg.formant_share}: give the same setting")
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
