@@ -40,23 +40,14 @@ class AVOffset:
                 "reason": self.reason}
 
 
-def lag_correlations(opening: np.ndarray, loudness: np.ndarray, max_lag: int) -> np.ndarray:
-    """[2 max_lag + 1] Pearson r of opening[t] with loudness[t + lag], lag = -max_lag..max_lag, over the
-    frames where both exist and are finite (a frame without a face is NaN)."""
-    from hm_talker.metrics.correlation import pearson
-
-    out = np.zeros(2 * max_lag + 1)
-    n = min(len(opening), len(loudness))
-    for i, lag in enumerate(range(-max_lag, max_lag + 1)):
-        out[i] = pearson(opening[max(0, -lag): n - max(0, lag)], loudness[max(0, lag): n + min(0, lag)]) or 0.0
-    return out
-
-
 def estimate_offset(opening: np.ndarray, loudness: np.ndarray, max_lag: int) -> tuple[int, float, float]:
-    """(offset in frames, r at lag 0, r at the offset): the lag at which the loudness follows the mouth best."""
-    rs = lag_correlations(opening, loudness, max_lag)
-    best = int(np.argmax(rs))
-    return best - max_lag, float(rs[max_lag]), float(rs[best])
+    """(offset in frames, r at lag 0, r at the offset): the lag k within +-max_lag at which loudness[t + k]
+    follows opening[t] best (metrics.mouth.lagged_correlations with the loudness as the lagging signal)."""
+    from hm_talker.metrics.mouth import lagged_correlations
+
+    rs = {k: r or 0.0 for k, r in lagged_correlations(loudness, opening, max_lag).items()}
+    best = max(rs, key=rs.get)
+    return best, float(rs[0]), float(rs[best])
 
 
 def in_sync(frames: np.ndarray, audio: np.ndarray, lag: int, sr: int, fps) -> tuple[np.ndarray, np.ndarray]:

@@ -131,13 +131,13 @@ def formants_of(audio: np.ndarray, num_frames: int, sample_rate: int, fps, hop: 
     """[S] one utterance -> [T, k, 4]: its formant rows (hm_talker/preprocess/formants.py) on the log-mel's
     rows, computed the same way for the identity (preprocessing stores them in features.npz as "formants")
     and for any driving speech. A sound too short for Praat's analysis window has no formants (zeros)."""
+    import parselmouth
+
     from hm_talker.preprocess.formants import formant_features
 
     try:
         return formant_features(audio, num_frames, sample_rate, fps, hop)
-    except Exception as exc:  # parselmouth.PraatError: shorter than one analysis window
-        if type(exc).__name__ != "PraatError":
-            raise
+    except parselmouth.PraatError:  # shorter than one analysis window
         from hm_talker.constants import FORMANT_DIM
         from hm_talker.preprocess.audio_features import rows_per_frame
 

@@ -36,12 +36,18 @@ def fit_formant_head(net, parts, au_weights, seed: int) -> dict:
     head, cfg = net.formant_head, net.cfg
     device = next(net.parameters()).device
     audio, speech, aus = training_windows(parts)
-    head.ready.zero_()
     was_training = net.training
-    net.eval()
-    with torch.no_grad():  # the linear head alone: its z-units
-        raw = torch.cat([net(audio[k:k + BATCH].to(device), speech[k:k + BATCH].to(device))["raw_aus"].cpu()
+
+    @torch.no_grad()
+    def predict() -> torch.Tensor:  # CMMM's raw AUs of every training frame, dropout off
+        net.eval()
+        out = torch.cat([net(audio[k:k + BATCH].to(device), speech[k:k + BATCH].to(device))["raw_aus"].cpu()
                          for k in range(0, len(audio), BATCH)])
+        net.train(was_training)
+        return out
+
+    head.ready.zero_()
+    raw = predict()  # the linear head alone: its z-units
     x = speech.flatten(1)
     head.in_mean.copy_(x.mean(0))
     head.in_std.copy_(x.std(0).clamp_min(1e-3))
@@ -69,17 +75,11 @@ def fit_formant_head(net, parts, au_weights, seed: int) -> dict:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-    head.eval()
     head.ready.fill_(1.0)
-    net.train(was_training)
+    blended = predict()
     from hm_talker.constants import JAW_AU_IDX
     from hm_talker.metrics.correlation import pearson
 
-    net.eval()
-    with torch.no_grad():
-        blended = torch.cat([net(audio[k:k + BATCH].to(device), speech[k:k + BATCH].to(device))["raw_aus"].cpu()
-                             for k in range(0, len(audio), BATCH)])
-    net.train(was_training)
     mouth = list(JAW_AU_IDX)
     out = {"formant_loss": float(loss.detach()), "formant_mouth_r_train": pearson(blended[:, mouth].sum(1), aus[:, mouth].sum(1)),
            "linear_mouth_r_train": pearson(raw[:, mouth].sum(1), aus[:, mouth].sum(1))}
