@@ -143,7 +143,20 @@ def _train(cfg, run: Run, resume: bool, root: Path, manifest: dict, module, lip_
                            "config": flat, "metrics": metrics, "global_step": trainer.global_step,
                            "num_gaussians": {"face": module.face.num, "mouth": module.mouth.num}})
     logger.experiment.finish() if hasattr(logger.experiment, "finish") else None
+    close_process_group()
     return run.dir
+
+
+def close_process_group() -> None:
+    """End a finished DDP job together: every rank waits for the others (rank zero writes the summary and
+    closes W&B last), then the process group is destroyed. Lightning destroys only NCCL groups at exit; a gloo
+    group left to the interpreter's teardown could abort a rank after its work was done ("terminate called
+    without an active exception"), and SLURM then marks a finished job FAILED."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def lip_sync_callbacks(cfg: DictConfig, root: Path, manifest: dict, run_dir: Path) -> list:
