@@ -189,3 +189,34 @@ def test_a_predicted_share_scales_the_predictions_error_on_predicted_steps(ident
         want = module.cmmm.explicit(batch["aus"] + 0.25 * (pred["pred_aus"] - batch["aus"]))
     torch.testing.assert_close(mixed["explicit"], want)
     assert not torch.allclose(mixed["explicit"], pred["explicit"]) and not torch.allclose(mixed["explicit"], meas["explicit"])
+
+
+@pytest.mark.parametrize("gate_on", ["gaussian", "token"])
+def test_a_held_explicit_path_takes_no_gradient_on_predicted_steps(identity64, gate_on):
+    """sfp.predicted_explicit_grad=false: a predicted step (batch["hold_explicit"]) sends no gradient into the AU
+    encoder or the explicit half of the fusion gates, while the implicit gates and the field still learn; the
+    rendered frame is the one of the unheld step, and the next step listens to the AUs again."""
+    torch.manual_seed(0)
+    module = _module(identity64, f"hmmm.gate_on={gate_on}", "sfp.predicted_explicit_grad=false")
+    for head in module.head.face_deform.heads() + module.head.mouth_deform.heads():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    batch = _batch(identity64)
+    fusion = module.head.face_deform.fusion
+    last = fusion.gates[-1]  # its output rows: C implicit gates, then C explicit ones
+
+    def grads(held: bool):
+        module.zero_grad()
+        loss, deformed = _loss(module, {**batch, "hold_explicit": True} if held else batch, PREDICTED)
+        loss.backward()
+        fields = _has_grad(module.head.face_deform) and _has_grad(module.head.mouth_deform)
+        return loss.detach(), fields, last.weight.grad.clone(), _has_grad(module.cmmm.au_encoder)
+
+    loss_h, fields_h, w_h, enc_h = grads(True)
+    loss_u, _, w_u, enc_u = grads(False)
+    c = fusion.dim
+    assert not enc_h and enc_u, "the AU encoder learns on unheld steps only"
+    assert w_h[c:].abs().sum() == 0 and w_u[c:].abs().sum() > 0, "explicit gates: no gradient when held"
+    assert w_h[:c].abs().sum() > 0, "the implicit gates still learn"
+    assert fields_h, "the deformation fields still learn on held steps"
+    torch.testing.assert_close(loss_h, loss_u)  # holding changes what learns, not what is drawn
+    assert not fusion.hold_explicit, "the hold ends with its step"

@@ -172,3 +172,10 @@ def test_a_predicted_share_is_its_own_run_named_and_checked():
             load_config(None, ["data.root=ident", f"sfp.predicted_share={bad}"])
     assert sfp_mod.config_problem(half) is None
     assert load_config(None, ["data.root=ident", "sfp.predicted_share=0.5"]).sfp.predicted_share == 0.5
+
+
+def test_a_held_explicit_path_is_its_own_run_and_named():
+    held = SFPConfig(predicted_share=0.25, predicted_explicit_grad=False)
+    assert sfp_mod.effective_key(held, 0) != sfp_mod.effective_key(SFPConfig(predicted_share=0.25), 0)
+    assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_explicit_grad=False), 0) == ("measured-only",)
+    assert sfp_mod.label(held) == "alt-m0.5-p2-s0.25-hx"

@@ -31,6 +31,7 @@ class HybridFusion(nn.Module):
         if cfg.gate_on not in ("gaussian", "token"):
             raise ValueError(f"hmmm gate_on must be gaussian or token, not {cfg.gate_on!r}")
         self.cfg, self.dim = cfg, dim
+        self.hold_explicit = False  # true: the explicit gates pass no gradient (GaussianHead.explicit_held)
         h = cfg.gate_hidden_dim
         # the spatial region gate [N, C]: for implicit-only, concat and per-token gates (per-Gaussian gates
         # are themselves spatial, so they need none and it would be weights that never train)
@@ -50,6 +51,7 @@ class HybridFusion(nn.Module):
                 raise ValueError("per-Gaussian gates mix two features: give the explicit one")
             g = torch.sigmoid(self.gates(spatial))  # [N, 2C]
             g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]  # [N, C] each
+            g_exp = g_exp.detach() if self.hold_explicit else g_exp
             cond = g_imp.unsqueeze(0) * implicit.unsqueeze(1) + g_exp.unsqueeze(0) * explicit.unsqueeze(1)
             return cond, {"region": (g_imp + g_exp) / 2, "implicit": g_imp[None], "explicit": g_exp[None]}
         region = torch.sigmoid(self.region(spatial))  # [N, C]
@@ -60,5 +62,6 @@ class HybridFusion(nn.Module):
             return region.unsqueeze(0) * mixed.unsqueeze(1), {"region": region}
         g = torch.sigmoid(self.gates(torch.cat([implicit, explicit], -1)))  # [B, 2C]
         g_imp, g_exp = g[:, : self.dim], g[:, self.dim:]
+        g_exp = g_exp.detach() if self.hold_explicit else g_exp
         mixed = g_imp * implicit + g_exp * explicit  # [B, C]
         return region.unsqueeze(0) * mixed.unsqueeze(1), {"region": region, "implicit": g_imp, "explicit": g_exp}

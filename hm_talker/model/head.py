@@ -9,6 +9,8 @@ camera and composited: mouth, face over it, inside the rendered region; the real
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -102,6 +104,20 @@ class GaussianHead(nn.Module):
 
     def branches(self) -> dict[str, GaussianBranch]:
         return {"face": self.face, "mouth": self.mouth}
+
+    @contextlib.contextmanager
+    def explicit_held(self, held: bool = True):
+        """Inside: the fusions' explicit gates pass no gradient (sfp.predicted_explicit_grad=false on a
+        predicted-AU step), so what the step teaches cannot lower how much the field listens to the AUs."""
+        fusions = [f.fusion for f in (self.face_deform, self.mouth_deform) if f.fusion is not None]
+        before = [f.hold_explicit for f in fusions]
+        for f in fusions:
+            f.hold_explicit = held
+        try:
+            yield
+        finally:
+            for f, b in zip(fusions, before):
+                f.hold_explicit = b
 
     def deform(self, implicit: Tensor, explicit: Tensor | None, upper_aus: Tensor, face_grad: bool = True) -> dict:
         """Deformed Gaussians of both branches for every frame ([B, N, *]).

@@ -88,7 +88,8 @@ class TalkingHead(nn.Module):
             aus = batch["aus"] if source == MEASURED else out["aus"]
             if source == PREDICTED and "predicted_share" in batch:  # SFP training: the prediction's error, scaled
                 aus = batch["aus"] + batch["predicted_share"] * (out["aus"] - batch["aus"])
-            explicit = self.cmmm.explicit(aus)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not batch.get("hold_explicit", False)):
+                explicit = self.cmmm.explicit(aus)  # held (SFP predicted steps): the AU encoder takes no gradient
         upper_source = batch.get("upper_au_source", self.upper_au_source)  # a protocol may choose its own
         if upper_source == "constant":  # the identity's mean (a diagnostic: no upper-face motion)
             upper_src = self.cmmm.meas_mean.expand_as(out["aus"])
@@ -102,7 +103,8 @@ class TalkingHead(nn.Module):
 
         The default source is the audio-only path of driving: predicted AUs."""
         c = self.conditions(batch, source)
-        deformed = self.head.deform(c["implicit"], c["explicit"], c["upper"], face_grad=face_grad)
+        with self.head.explicit_held(batch.get("hold_explicit", False)):
+            deformed = self.head.deform(c["implicit"], c["explicit"], c["upper"], face_grad=face_grad)
         deformed["conditions"] = c
         return deformed
 

@@ -145,6 +145,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
             batch = {**batch, "silent_implicit": True}
         if source == PREDICTED and self.cfg.sfp.predicted_share < 1.0:
             batch = {**batch, "predicted_share": self.cfg.sfp.predicted_share}  # measured + share x error
+        if source == PREDICTED and not self.cfg.sfp.predicted_explicit_grad:
+            batch = {**batch, "hold_explicit": True}  # the AU encoder and explicit gates learn on measured steps only
         deformed = self.deform(batch, source=source, face_grad=face_grad)
         out = self.render(batch, deformed)
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
