@@ -35,6 +35,23 @@ def test_default_config_composes():
     assert cfg.loss.l1 == 1.0 and cfg.loss.dssim == 0.2
 
 
+def test_every_ablation_file_composes_and_changes_its_base():
+    """Each experiments/ablations/*.yaml loads through its base chain, passes the config checks and trains
+    something other than the default model (a file that changes nothing would be a run under a second name)."""
+    from hm_talker.config.fit import default_config_path as _default_config_path, load_config
+    from hm_talker.config.loading import flat_dict
+
+    base = flat_dict(load_config(None, ["data.root=ident"]))
+    files = sorted((_default_config_path().parent / "ablations").glob("*.yaml"))
+    assert len(files) >= 9
+    for f in files:
+        flat = flat_dict(load_config(str(f), ["data.root=ident"]))
+        changed = {k for k, v in flat.items() if base.get(k) != v and not k.startswith("run.")}
+        assert changed, f"{f.name} trains the default model"
+    held = flat_dict(load_config(str(files[0].with_name("sfp_hold.yaml")), ["data.root=ident"]))
+    assert held["sfp.predicted_explicit_grad"] is False and held["sfp.predicted_share"] == 0.25 and held["sfp.enabled"]
+
+
 def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):
     from hm_talker.tracking import wandb_mode
 
