@@ -74,7 +74,9 @@ class TalkingHead(nn.Module):
         every audio input replaced by its mean (the speaker's average features, the speech window's 0), as
         model.silence_audio does for a whole model: a deaf control that stays inside the inputs' range.
         batch["upper_au_source"] (optional): frames | predicted | constant for this batch, in place of
-        hmmm.upper_au_source (the self-driven protocol never takes the scored frames' own)."""
+        hmmm.upper_au_source (the self-driven protocol never takes the scored frames' own).
+        batch["hold_explicit"] (optional, SFP's predicted steps under sfp.predicted_explicit_grad=false): the
+        AU encoder and the fusions' explicit gates take no gradient from this batch (GaussianHead.explicit_held)."""
         audio, speech, speaker = batch["audio_window"], batch.get("speech_window"), batch.get("speaker")
         if self.silence_audio or batch.get("silent", False):  # a deaf control: no audio input carries information
             audio = self.cmmm.uninformative(audio, speaker)
