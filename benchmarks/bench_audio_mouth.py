@@ -13,7 +13,7 @@ the frame to that opening and is scored with Pearson r and the spread ratio std(
 Predictors: ridge on standardised inputs (alpha 1e3, 1e4, 1e5) and a 2-layer MLP (32 hidden, 15
 epochs, dropout). Features: see ``hm_talker.preprocess.speech_features`` and ``phones``
 (pocketsphinx, optional: ``pip install 'hm-talker[phones]'``) and ``formants`` (Praat's tracker,
-``pip install 'hm-talker[formants]'``).
+praat-parselmouth, a dependency of hm-talker).
 
 ``spread`` is the raw ratio; ``cal`` is the ratio after dividing the prediction by its std on the
 training frames (what a consumer that rescales its output to the training spread would see).
@@ -135,7 +135,7 @@ def _formants(audio, n):
 
 
 # features that need an optional package: (name part, module, pip package)
-OPTIONAL_FEATURES = (("phones", "pocketsphinx", "pocketsphinx"), ("formants", "parselmouth", "praat-parselmouth"))
+OPTIONAL_FEATURES = (("phones", "pocketsphinx", "pocketsphinx"),)
 
 
 def usable_features(features: list[str]) -> list[str]:

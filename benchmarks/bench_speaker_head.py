@@ -17,8 +17,7 @@ the way the product uses it:
     python benchmarks/bench_speaker_head.py [--real ../shared/data/real] [--work DIR]
         [--features energy energy+formants] [--shares 0 0.25 0.5 0.75 1] [--seeds 3]
 
-Skips with a message when the clips are absent. Under a minute on a 2-core machine (formants need
-``pip install 'hm-talker[formants]'``; without it that feature is skipped). Every clip is put in step
+Skips with a message when the clips are absent. Under a minute on a 2-core machine. Every clip is put in step
 with its mouth as preprocessing does (``hm_talker/preprocess/av_offset.py``: long3's sound is 6 frames
 late). Measured there (energy ridge alpha 1e4, mlp 3 seeds):
 

@@ -108,7 +108,6 @@ def _vowel(f0: float, formants: tuple[float, ...], seconds: float) -> np.ndarray
 
 
 def test_formants_read_the_synthesised_vowels():
-    pytest.importorskip("parselmouth", reason="praat-parselmouth not installed (extra 'formants')")
     from hm_talker.preprocess.formants import formant_features, formant_tracks
 
     a, i = _vowel(120, (750, 1200, 2600, 3500, 4500), 1.0), _vowel(120, (300, 2300, 3000, 3700, 4500), 1.0)  # /a/, /i/

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hm_talker.metrics.mouth import mouth_opening
+from hm_talker.metrics.mouth import lagged_correlations, mouth_opening
 
 log = logging.getLogger("hm_talker")
 
@@ -43,8 +43,6 @@ class AVOffset:
 def estimate_offset(opening: np.ndarray, loudness: np.ndarray, max_lag: int) -> tuple[int, float, float]:
     """(offset in frames, r at lag 0, r at the offset): the lag k within +-max_lag at which loudness[t + k]
     follows opening[t] best (metrics.mouth.lagged_correlations with the loudness as the lagging signal)."""
-    from hm_talker.metrics.mouth import lagged_correlations
-
     rs = {k: r or 0.0 for k, r in lagged_correlations(loudness, opening, max_lag).items()}
     best = max(rs, key=rs.get)
     return best, float(rs[0]), float(rs[best])
@@ -64,8 +62,9 @@ def in_sync(frames: np.ndarray, audio: np.ndarray, lag: int, sr: int, fps) -> tu
         raise ValueError(f"an offset of {lag} frames leaves nothing of a {len(frames)}-frame clip")
     kept = frames[:n] if lag > 0 else frames[-lag:]
     start = int(frame_start(lag, sr, fps)) if lag > 0 else 0
-    sound = audio[start:start + int(frame_start(n, sr, fps))]
-    return kept, np.pad(sound, (0, int(frame_start(n, sr, fps)) - len(sound)))
+    length = int(frame_start(n, sr, fps))
+    sound = audio[start:start + length]
+    return kept, np.pad(sound, (0, length - len(sound)))
 
 
 def clip_loudness(audio: np.ndarray, num_frames: int, cfg) -> np.ndarray:  # -> [T]

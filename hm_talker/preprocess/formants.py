@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hm_talker.errors import InputError
-
 MAX_FORMANT_HZ = 5500.0  # Praat's ceiling for five formants of an adult voice (5000 is its male setting)
 WINDOW_S = 0.025  # Praat's effective analysis window (seconds)
 
 
 def _sound(audio: np.ndarray, sr: int):
-    try:
-        import parselmouth
-    except ImportError:
-        raise InputError(None, "formant features need praat-parselmouth: pip install 'hm-talker[formants]'") from None
+    import parselmouth
+
     return parselmouth.Sound(np.asarray(audio, dtype=np.float64), sampling_frequency=sr)
 
 

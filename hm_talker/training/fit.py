@@ -117,7 +117,7 @@ def _train(cfg, run: Run, resume: bool, root: Path, manifest: dict, module, lip_
                                window=cfg.data.window, shuffle_buffer=cfg.data.shuffle_buffer, seed=cfg.seed,
                                val_batch_size=cfg.data.val_batch_size, speech_window=cfg.cmmm.net.speech_window,
                                max_corrupt_fraction=cfg.data.max_corrupt_fraction,
-                               corrupt_warnings=cfg.data.corrupt_warnings, formants=True if cfg.cmmm.net.formant_share > 0 else None)
+                               corrupt_warnings=cfg.data.corrupt_warnings, formants=cfg.cmmm.net.formant_share > 0)
     logger = run.logger(cfg, flat)
     fitting = build_trainer(cfg, run.dir, logger, manifest["fps"], root, callbacks, preemption)
     trainer = fitting.trainer

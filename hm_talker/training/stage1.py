@@ -67,7 +67,7 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
     dm = FeatureWindowDataModule(list(cfg.data.roots), batch_size=cfg.data.batch_size, window=cfg.data.window,
                                  shifts=list(cfg.cmmm.loss.shifts), normalise=cfg.cmmm.speaker_norm, seed=cfg.seed,
                                  num_workers=cfg.data.num_workers, speech_window=cfg.cmmm.net.speech_window,
-                                 formants=True if cfg.cmmm.net.formant_share > 0 else None)
+                                 formants=cfg.cmmm.net.formant_share > 0)
     t = cfg.trainer
     dm.setup()
     train_aus = np.concatenate([d.aus[:d.num_train] for d in dm.idents])
