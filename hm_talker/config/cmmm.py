@@ -57,6 +57,7 @@ class CMMMTrainerConfig:
     val_every: int = 500  # validate every this many steps (and at the end)
     log_every: int = 20  # log training scalars every this many steps
     accelerator: str = "auto"  # cpu, gpu or auto
+    deterministic_cpu: bool = True  # on the CPU, deterministic algorithms (same seed, same machine: same weights)
 
 
 @dataclass

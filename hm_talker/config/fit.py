@@ -116,6 +116,7 @@ class TrainerConfig:
     num_nodes: int = 1  # machines (DDP over nodes; SLURM sets the rank environment)
     accelerator: str = "auto"  # cpu, gpu or auto
     precision: str = "32-true"  # Lightning precision string (the rasteriser wants fp32)
+    deterministic_cpu: bool = True  # on the CPU, deterministic algorithms: the same seed on the same machine gives the same weights (a little slower; CUDA runs keep their kernels)
     log_every: int = 10  # log training scalars every this many steps
     val_every: int = 500  # validate every this many steps (and at the end)
     checkpoint_every: int = 500  # write checkpoints/last.ckpt every this many steps (and at the end)

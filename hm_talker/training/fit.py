@@ -56,6 +56,7 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     from hm_talker.log_setup import adopt_library_loggers
     from hm_talker.training.hmmm_module import HMMMModule
     from hm_talker.training.preemption import Preemption
+    from hm_talker.training.trainer import deterministic_cpu
 
     adopt_library_loggers()  # `import lightning` adds a handler of its own: each line would print twice
     lip_sync = lip_sync_callbacks(cfg, root, manifest, run.dir)  # references read now: a bad one fails before training
@@ -72,7 +73,8 @@ def _fit(cfg: DictConfig, run: Run, resume: bool, callbacks: list | None) -> Pat
     module = HMMMModule(OmegaConf.to_object(cfg), features["mean_shape"], config_dict=OmegaConf.to_container(cfg, resolve=True))
     preemption = Preemption().install()  # from here to the end: the requeue signal never kills the job
     try:
-        return _train(cfg, run, resume, root, manifest, module, lip_sync, callbacks, preemption)
+        with deterministic_cpu(cfg.trainer.deterministic_cpu, cfg.trainer.accelerator):
+            return _train(cfg, run, resume, root, manifest, module, lip_sync, callbacks, preemption)
     finally:
         preemption.uninstall()
 

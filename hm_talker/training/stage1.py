@@ -56,6 +56,7 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
     from hm_talker.training.cmmm_module import CMMMModule
     from hm_talker.training.preemption import Preempted, StopWhen
     from hm_talker.training.progress import ProgressLines
+    from hm_talker.training.trainer import deterministic_cpu
 
     for root in cfg.data.roots:
         if not (Path(root) / "features.npz").is_file():
@@ -80,13 +81,14 @@ def train_cmmm(cfg: CMMMFitConfig, ckpt_path: Path, logger=False, config_dict: d
                         callbacks=[ProgressLines(progress_every, prefix="stage 1: "), StopWhen(should_stop)],
                         default_root_dir=str(ckpt_path.parent))
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    if should_stop is not None and should_stop():
-        raise Preempted(f"stage 1 stopped at step {trainer.global_step} by the requeue signal")
-    if net.formant_head is not None:
-        from hm_talker.training.formant_head import fit_formant_head
+    with deterministic_cpu(t.deterministic_cpu, accelerator):
+        trainer.fit(module, datamodule=dm)
+        if should_stop is not None and should_stop():
+            raise Preempted(f"stage 1 stopped at step {trainer.global_step} by the requeue signal")
+        if net.formant_head is not None:
+            from hm_talker.training.formant_head import fit_formant_head
 
-        fit_formant_head(net, [(d.windows, d.num_train) for d in dm.idents], cfg.cmmm.loss.au_weights, cfg.seed)
+            fit_formant_head(net, [(d.windows, d.num_train) for d in dm.idents], cfg.cmmm.loss.au_weights, cfg.seed)
     trainer.validate(module, datamodule=dm, verbose=False)
     metrics = module.val_metrics()
     log.info("CMMM stage 1: %d steps x %d frames in %.0f s on %s", t.max_steps, cfg.data.batch_size,

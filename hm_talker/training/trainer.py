@@ -2,6 +2,7 @@
 schedule record, progress lines, preemption (requeue), densification under DDP, graceful Ctrl-C."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,28 @@ class FitTrainer:
     trainer: object  # lightning.Trainer
     preemption: object  # training.preemption.Preemption: requested after a requeue signal
     interrupt: object  # training.interrupt.GracefulInterrupt: stopped after Ctrl-C / SIGTERM
+
+
+@contextmanager
+def deterministic_cpu(enabled: bool, accelerator: str):
+    """Within: torch's deterministic algorithms when ENABLED and the run trains on the CPU (ACCELERATOR
+    cpu, or auto without CUDA); afterwards torch's global flag is what it was. On the CPU the backward of
+    indexed gathers sums over threads in the order they finish, so two fits of one seed part after a few
+    hundred steps (once densification has grown the tensors); the deterministic algorithms sum in one
+    order. On CUDA gsplat's backward accumulates with atomics that no flag orders, and some torch kernels
+    would raise under the flag, so GPU runs are left as they are."""
+    import torch
+
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if not enabled or on_gpu:
+        yield False
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield True
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, fps: int, identity: Path,
