@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hm_talker.child_signals import requeue_signal_blocked
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -56,7 +58,8 @@ class VideoWriter:
         # h264 in yuv420p needs even sides: pad odd ones by a pixel
         cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf),
                 "-vf", f"pad={width + width % 2}:{height + height % 2}", str(self._mp4)]
-        self._ff = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        with requeue_signal_blocked():  # SLURM's requeue signal reaches children too: ffmpeg must outlive it
+            self._ff = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frames: np.ndarray) -> None:  # [n, H, W, 3] or [H, W, 3] uint8 RGB
         try:

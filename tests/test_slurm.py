@@ -86,7 +86,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes_exactly(slurm_cluster, i
     """SIGUSR1 (what --signal=SIGUSR1@90 sends) to a training job of slurm/train.sbatch: it saves,
     requeues itself, and the requeued job ends at the same step and parameters as an uninterrupted run
     (densification on: the Gaussian count must match too), in the same W&B run."""
-    n = 12
+    n = 40  # steps: long enough (about 2 s on 2 cores) that the signal lands in training, not after it
     common = [*_tiny(identity64, tmp_path, n), f"optim.decay_steps={n}", "strategy.refine_start=5",
               "strategy.refine_every=6", "strategy.grad_threshold=1e-5", "strategy.reset_every=0",
               "schedule.mouth_warmup_steps=2", "trainer.checkpoint_every=2"]

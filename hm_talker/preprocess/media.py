@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from hm_talker.child_signals import requeue_signal_blocked
 from hm_talker.errors import InputError
 
 log = logging.getLogger("hm_talker")
@@ -118,7 +119,8 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-threads", str(threads), "-noautorotate", "-i", str(path),
            "-map", "0:v:0", *vf, _passthrough_option(), "passthrough", "-frames:v", str(int(indices[-1]) + 1),
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    with requeue_signal_blocked():  # a fit's reader must outlive SLURM's requeue signal (hm_talker/child_signals.py)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     frame = np.empty((h, w, 3), np.uint8)
     view = memoryview(frame).cast("B")
     try:

@@ -29,6 +29,8 @@ import threading
 
 import lightning as L
 
+from hm_talker.child_signals import REQUEUE_SIGNAL
+
 log = logging.getLogger("hm_talker")
 
 
@@ -48,7 +50,7 @@ class StopWhen(L.Callback):
 
 
 class Preemption(L.Callback):
-    def __init__(self, signum: int = signal.SIGUSR1) -> None:
+    def __init__(self, signum: int = REQUEUE_SIGNAL) -> None:
         self.signum, self.received, self.requested = signum, False, False
         self._previous, self._installed = None, False
 

@@ -1,0 +1,89 @@
+"""The requeue signal and ffmpeg children (hm_talker/child_signals.py). SLURM sends `--signal=USR1@T` to every
+process of a job step, children included. CI caught the failure this guards: the signal reached a SLURM
+training job while its final validation was encoding a video, ffmpeg exited on it ("ffmpeg failed writing the
+video (no message)"), and the job FAILED instead of requeueing. Here the signal goes to the real ffmpeg of a
+VideoWriter and of a frame reader mid-stream: both finish their work, and the process's own handler still
+receives a signal sent to it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+
+from hm_talker.child_signals import REQUEUE_SIGNAL, requeue_signal_blocked
+from hm_talker.preprocess.media import iter_frames, probe_video
+from hm_talker.video_writer import VideoWriter
+
+
+def _frames(n: int, size: int = 32) -> np.ndarray:
+    ramp = np.linspace(0, 255, n, dtype=np.uint8)
+    return np.broadcast_to(ramp[:, None, None, None], (n, size, size, 3)).copy()
+
+
+def test_an_unshielded_child_dies_of_the_signal():  # the premise: SIGUSR1's default action is to exit
+    child = subprocess.Popen(["sleep", "5"])
+    time.sleep(0.2)
+    os.kill(child.pid, REQUEUE_SIGNAL)
+    assert child.wait(timeout=5) == -REQUEUE_SIGNAL
+
+
+def test_the_video_writers_ffmpeg_outlives_the_signal(tmp_path):
+    received = []
+    previous = signal.signal(REQUEUE_SIGNAL, lambda *_: received.append(True))
+    try:
+        writer = VideoWriter(tmp_path / "v.mp4", 32, 32, 25)
+        writer.write(_frames(20))
+        os.kill(writer._ff.pid, REQUEUE_SIGNAL)  # what SLURM does to every process of the step
+        time.sleep(0.3)
+        writer.write(_frames(20))
+        path = writer.close()
+        os.kill(os.getpid(), REQUEUE_SIGNAL)  # the fit's handler is not blocked by the shield
+        time.sleep(0.1)
+    finally:
+        signal.signal(REQUEUE_SIGNAL, previous)
+    assert probe_video(path).num_frames == 40
+    assert received == [True]
+
+
+def test_a_frame_readers_ffmpeg_outlives_the_signal(tmp_path):
+    path = tmp_path / "v.mp4"
+    with VideoWriter(path, 32, 32, 25) as w:
+        w.write(_frames(60))
+    frames = iter_frames(path, np.arange(60), chunk=4)
+    first = next(frames)
+    pids = [p for p in _ffmpeg_children()]
+    assert pids, "the reader's ffmpeg is running"
+    for pid in pids:
+        os.kill(pid, REQUEUE_SIGNAL)
+    time.sleep(0.3)
+    assert len(first) + sum(len(c) for c in frames) == 60
+
+
+def test_a_signal_sent_while_blocked_is_delivered_after():
+    received = []
+    previous = signal.signal(REQUEUE_SIGNAL, lambda *_: received.append(True))
+    try:
+        with requeue_signal_blocked():
+            os.kill(os.getpid(), REQUEUE_SIGNAL)
+            assert received == []  # pending, not lost
+        time.sleep(0.05)
+    finally:
+        signal.signal(REQUEUE_SIGNAL, previous)
+    assert received == [True]
+
+
+def _ffmpeg_children() -> list[int]:
+    me, out = os.getpid(), []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            name, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+            if ppid == me and name == "ffmpeg":
+                out.append(int(d))
+    return out
