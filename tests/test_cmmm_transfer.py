@@ -75,6 +75,19 @@ CROSS_MIN = 0.15  # issue 16: above 0.15 ...
 DEAF_MARGIN = 0.15  # ... and this far above the same weights with every audio input silenced
 
 
+def _fit_long1(long_pair, stage1_400, name: str, steps: int, *overrides: str):
+    """The default model fitted on long1 (seed 0) over the 400-step stage 1, validated and saved once at the
+    end; NAME = "dir/run" under the module's folder. Returns the run folder."""
+    from hm_talker.training.fit import fit
+
+    tmp, (seen, _) = long_pair
+    folder, run_name = name.split("/")
+    return fit(str(LIP_SYNC_CONFIG), [
+        f"data.root={seen}", f"run.dir={tmp / folder}", f"run.name={run_name}", "seed=0", "data.num_workers=0",
+        f"trainer.max_steps={steps}", f"trainer.val_every={steps}", f"trainer.checkpoint_every={steps}",
+        f"cmmm.ckpt={stage1_400}", *overrides], False)
+
+
 @pytest.mark.timeout(3600)
 def test_a_model_of_long1_follows_long2s_speech_in_its_validation(long_pair, stage1_400):
     """Lip sync on real speech, end to end, where the researcher reads it: the default model fitted on long1
@@ -91,14 +104,8 @@ def test_a_model_of_long1_follows_long2s_speech_in_its_validation(long_pair, sta
     some fits did not answer its AU input), which is what this test caught."""
     import json
 
-    from hm_talker.training.fit import fit
-
-    tmp, (seen, _) = long_pair
-    run = fit(str(LIP_SYNC_CONFIG), [
-        f"data.root={seen}", f"run.dir={tmp / 'fits'}", "run.name=long1", "seed=0", "data.num_workers=0",
-        f"trainer.max_steps={LIP_SYNC_STEPS}", f"trainer.val_every={LIP_SYNC_STEPS}",
-        f"trainer.checkpoint_every={LIP_SYNC_STEPS}", f"cmmm.ckpt={stage1_400}",
-        f"eval.drive_video={real_file('long2_obama_30fps.mp4')}", "eval.deaf_control=true"], False)
+    run = _fit_long1(long_pair, stage1_400, "fits/long1", LIP_SYNC_STEPS,
+                     f"eval.drive_video={real_file('long2_obama_30fps.mp4')}", "eval.deaf_control=true")
     m = json.loads((run / "summary.json").read_text())["metrics"]
     cross, deaf = m["val/cross_mouth_r"], m["val/cross_mouth_r_deaf"]
     print(f"long1 driven by long2: val/cross_mouth_r {cross:.3f} (amp {m['val/cross_mouth_amp']:.2f}, jitter "
@@ -119,15 +126,9 @@ def test_two_cpu_fits_of_one_seed_end_at_the_same_weights(long_pair, stage1_400)
     scored long2-driven mouth_r 0.37 in one run and 0.33 in the next)."""
     import torch
 
-    from hm_talker.training.fit import fit
-
-    tmp, (seen, _) = long_pair
     weights = []
     for i in range(2):
-        run = fit(str(LIP_SYNC_CONFIG), [
-            f"data.root={seen}", f"run.dir={tmp / 'repro'}", f"run.name=r{i}", "seed=0",
-            "data.num_workers=0", f"trainer.max_steps={REPRO_STEPS}", f"trainer.val_every={REPRO_STEPS}",
-            f"trainer.checkpoint_every={REPRO_STEPS}", f"cmmm.ckpt={stage1_400}", "eval.lip_sync=false"], False)
+        run = _fit_long1(long_pair, stage1_400, f"repro/r{i}", REPRO_STEPS, "eval.lip_sync=false")
         weights.append(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"])
     assert weights[0].keys() == weights[1].keys()
     differing = [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])]

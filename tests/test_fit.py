@@ -21,7 +21,7 @@ def _fit(identity, run_dir, name, steps, *extra, resume=False):
 
 
 def test_default_config_composes():
-    from hm_talker.config.fit import default_config_path as _default_config_path, load_config
+    from hm_talker.config.fit import default_config_path, load_config
 
     path = _default_config_path()
     assert path.is_file() and path.as_posix().endswith("experiments/hm_talker.yaml")
@@ -38,11 +38,11 @@ def test_default_config_composes():
 def test_every_ablation_file_composes_and_changes_its_base():
     """Each experiments/ablations/*.yaml loads through its base chain, passes the config checks and trains
     something other than the default model (a file that changes nothing would be a run under a second name)."""
-    from hm_talker.config.fit import default_config_path as _default_config_path, load_config
+    from hm_talker.config.fit import default_config_path, load_config
     from hm_talker.config.loading import flat_dict
 
     base = flat_dict(load_config(None, ["data.root=ident"]))
-    files = sorted((_default_config_path().parent / "ablations").glob("*.yaml"))
+    files = sorted((default_config_path().parent / "ablations").glob("*.yaml"))
     assert len(files) >= 9
     for f in files:
         flat = flat_dict(load_config(str(f), ["data.root=ident"]))

@@ -23,11 +23,12 @@ def deterministic_cpu(enabled: bool, accelerator: str):
     indexed gathers sums over threads in the order they finish, so two fits of one seed part after a few
     hundred steps (once densification has grown the tensors); the deterministic algorithms sum in one
     order. On CUDA gsplat's backward accumulates with atomics that no flag orders, and some torch kernels
-    would raise under the flag, so GPU runs are left as they are."""
+    would raise under the flag, so GPU runs are left as they are (the device is slurm_env.local_device's)."""
     import torch
 
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if not enabled or on_gpu:
+    from hm_talker.training.slurm_env import local_device
+
+    if not enabled or local_device(accelerator)[0] != "cpu":
         yield False
         return
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
