@@ -16,8 +16,9 @@ REQUEUE_SIGNAL = signal.SIGUSR1  # what slurm/train.sbatch asks SLURM to send be
 
 @contextmanager
 def requeue_signal_blocked():
-    """Start child processes within: they never see the requeue signal; a signal sent to this process
-    meanwhile waits and is delivered when the block ends."""
+    """Start child processes within: they never see the requeue signal. Only this thread blocks it: a
+    signal sent to the process meanwhile goes to another thread, or waits and is delivered when the block
+    ends; either way the handler runs."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {REQUEUE_SIGNAL})
     try:
         yield

@@ -23,7 +23,7 @@ def _fit(identity, run_dir, name, steps, *extra, resume=False):
 def test_default_config_composes():
     from hm_talker.config.fit import default_config_path, load_config
 
-    path = _default_config_path()
+    path = default_config_path()
     assert path.is_file() and path.as_posix().endswith("experiments/hm_talker.yaml")
     cfg = load_config(None, ["data.root=somewhere", "trainer.max_steps=7", "trainer.devices=1",
                              "seed=3", "run.dir=elsewhere"])
