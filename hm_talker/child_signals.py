@@ -4,7 +4,9 @@ SLURM delivers `--signal=USR1@SECONDS` (and `scancel --signal=USR1`) to every pr
 children included, and ffmpeg's default action for SIGUSR1 is to exit: a validation video being encoded
 when the signal came made the fit fail instead of requeueing. A child started with the signal blocked
 keeps it blocked across exec (the signal mask is inherited), while this thread unblocks it right after the
-start, so the fit's own handler (training/preemption.py) still receives it.
+start, so the fit's own handler (training/preemption.py) still receives it. Long-running children (the
+video writer, the frame reader) start inside `requeue_signal_blocked`; short probes and sound decodes go
+through `run_child`.
 """
 from __future__ import annotations
 
@@ -24,3 +26,16 @@ def requeue_signal_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def run_child(cmd: list[str], *, text: bool = False) -> "subprocess.CompletedProcess":
+    """`subprocess.run(cmd, capture_output=True, text=text)` with the child started under
+    `requeue_signal_blocked`: the short probes and decodes a fit starts (ffprobe, a driving sound read by
+    ffmpeg) finish when the requeue signal comes while they run."""
+    import subprocess
+
+    with requeue_signal_blocked():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+    with proc:
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

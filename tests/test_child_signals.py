@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from hm_talker.child_signals import REQUEUE_SIGNAL, requeue_signal_blocked
+from hm_talker.child_signals import REQUEUE_SIGNAL, requeue_signal_blocked, run_child
 from hm_talker.preprocess.media import iter_frames, probe_video
 from hm_talker.video_writer import VideoWriter
 
@@ -61,6 +61,19 @@ def test_a_frame_readers_ffmpeg_outlives_the_signal(tmp_path):
         os.kill(pid, REQUEUE_SIGNAL)
     time.sleep(0.3)
     assert len(first) + sum(len(c) for c in frames) == 60
+
+
+def test_a_short_child_of_run_child_outlives_the_signal():
+    """The probes and sound decodes of a fit (ffprobe, ffmpeg to f32) go through run_child: a child that gets
+    the signal mid-run (here it sends the signal to itself) finishes and its output comes back; the same
+    command started plainly dies of it."""
+    cmd = ["sh", "-c", "kill -USR1 $$; echo survived"]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == -REQUEUE_SIGNAL and plain.stdout == ""
+    shielded = run_child(cmd, text=True)
+    assert (shielded.returncode, shielded.stdout) == (0, "survived\n")
+    failed = run_child(["sh", "-c", "printf abc; echo why >&2; exit 3"])
+    assert (failed.returncode, failed.stdout, failed.stderr) == (3, b"abc", b"why\n")
 
 
 def test_a_signal_sent_while_blocked_is_delivered_after():

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hm_talker.child_signals import requeue_signal_blocked
+from hm_talker.child_signals import requeue_signal_blocked, run_child
 from hm_talker.errors import InputError
 
 log = logging.getLogger("hm_talker")
@@ -43,8 +43,8 @@ def require_ffmpeg(*tools: str, why: str = "") -> None:
 def _ffprobe_streams(path: Path, entries: str = "codec_type", select: list[str] = ()) -> list[dict]:
     """ffprobe's `entries` of the file's streams (`select`: e.g. ["-select_streams", "v:0"])."""
     require_ffmpeg("ffprobe")
-    out = subprocess.run(["ffprobe", "-v", "error", *select, "-show_entries", f"stream={entries}",
-                          "-of", "json", str(path)], capture_output=True, text=True)
+    out = run_child(["ffprobe", "-v", "error", *select, "-show_entries", f"stream={entries}",
+                     "-of", "json", str(path)], text=True)
     if out.returncode != 0:
         raise InputError(path, "unreadable or truncated media file "
                                f"({(out.stderr.strip().splitlines() or ['ffprobe failed'])[-1]})")
@@ -148,8 +148,8 @@ def iter_frames(path, indices: np.ndarray, size: tuple[int, int] | None = None,
 def _passthrough_option() -> str:
     """ffmpeg's option for "every decoded frame once, no frames dropped or duplicated": `-fps_mode` since
     ffmpeg 5.1, `-vsync` before it (Ubuntu 22.04 ships 4.4)."""
-    probe = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04",
-                            "-fps_mode", "passthrough", "-f", "null", "-"], capture_output=True)
+    probe = run_child(["ffmpeg", "-v", "error", "-nostdin", "-f", "lavfi", "-i", "nullsrc=s=16x16:d=0.04",
+                       "-fps_mode", "passthrough", "-f", "null", "-"])
     return "-fps_mode" if probe.returncode == 0 else "-vsync"
 
 
@@ -203,8 +203,8 @@ def _decode_native(path: Path) -> tuple[np.ndarray, int]:
 def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
     """The first sound stream of any media file via ffmpeg, as 32-bit float at its own rate."""
     require_ffmpeg("ffprobe", "ffmpeg")
-    probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                            "stream=sample_rate,channels", "-of", "json", str(path)], capture_output=True, text=True)
+    probe = run_child(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                       "stream=sample_rate,channels", "-of", "json", str(path)], text=True)
     try:
         stream = json.loads(probe.stdout or "{}").get("streams", [])[0]
         sr, channels = int(stream["sample_rate"]), int(stream["channels"])
@@ -213,8 +213,8 @@ def _decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(path, f"unreadable audio ({what})") from None
     if sr <= 0 or channels <= 0:
         raise InputError(path, "unreadable audio (no sample rate or channels)")
-    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-vn",
-                          "-ac", str(channels), "-f", "f32le", "-"], capture_output=True)
+    out = run_child(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-vn",
+                     "-ac", str(channels), "-f", "f32le", "-"])
     if out.returncode != 0:
         raise InputError(path, "unreadable audio (ffmpeg could not decode it)")
     y = np.frombuffer(out.stdout, dtype=np.float32)
@@ -228,7 +228,7 @@ def audio_from_video(path, sample_rate: int, cfg=None) -> np.ndarray:
     require_ffmpeg()
     cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sample_rate), "-f", "f32le", "-"]
-    out = subprocess.run(cmd, capture_output=True)
+    out = run_child(cmd)
     if out.returncode != 0:
         raise InputError(path, "could not decode the sound track")
     y = np.frombuffer(out.stdout, dtype=np.float32).copy()
