@@ -49,20 +49,12 @@ from pathlib import Path
 import numpy as np
 
 from hm_talker.metrics.correlation import pearson
+from hm_talker.metrics.mouth import mouth_opening  # the opening every lip-sync number uses
 
 REPO = Path(__file__).resolve().parents[1]
 LONG = {"long1": ("long1_fr_30fps.mp4", "fr"), "long2": ("long2_obama_30fps.mp4", "obama"),
         "long3": ("long3_obama.mp4", "obama")}
 SHORT = {f"face{i}": (f"face{i}{'_30fps' if i == 4 else ''}.mp4", f"face{i}") for i in range(1, 6)}
-LIP_TOP, LIP_BOTTOM, EYE_OUTER_R, EYE_OUTER_L = 13, 14, 33, 263
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """[T, 478, >=2] landmarks -> [T] inner-lip gap over inter-ocular distance (unitless)."""
-    xy = landmarks[..., :2]
-    gap = np.linalg.norm(xy[:, LIP_TOP] - xy[:, LIP_BOTTOM], axis=-1)
-    eyes = np.linalg.norm(xy[:, EYE_OUTER_R] - xy[:, EYE_OUTER_L], axis=-1)
-    return gap / eyes
 
 
 def load_clips(real: Path, work: Path) -> dict:
