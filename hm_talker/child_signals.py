@@ -37,5 +37,9 @@ def run_child(cmd: list[str], *, text: bool = False) -> "subprocess.CompletedPro
     with requeue_signal_blocked():
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
     with proc:
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate()
+        except BaseException:  # as subprocess.run: an interrupted read does not leave the child running
+            proc.kill()
+            raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

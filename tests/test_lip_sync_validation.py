@@ -11,10 +11,12 @@ import pytest
 from conftest import SMALL
 from hm_talker.cli import main
 
-SELF = {"val/mouth_r": "mouth_r", "val/mouth_amp": "mouth_amp", "val/mouth_jitter": "mouth_jitter",
+SELF = {"val/mouth_r": "mouth_r", "val/mouth_r_lo": "mouth_r_lo", "val/mouth_r_hi": "mouth_r_hi",
+        "val/mouth_amp": "mouth_amp", "val/mouth_jitter": "mouth_jitter",
         "val/lmd": "lmd", "val/psnr_face": "psnr_face", "val/lpips_face": "lpips_face",
         "val/seam": "seam"}
-CROSS = {"val/cross_mouth_r": "mouth_r", "val/cross_mouth_amp": "mouth_amp", "val/cross_mouth_jitter": "mouth_jitter"}
+CROSS = {"val/cross_mouth_r": "mouth_r", "val/cross_mouth_amp": "mouth_amp", "val/cross_mouth_jitter": "mouth_jitter",
+         "val/cross/other_speaker/mouth_r_lo": "mouth_r_lo", "val/cross/other_speaker/mouth_r_hi": "mouth_r_hi"}
 
 
 def same(a, b) -> bool:
@@ -54,6 +56,7 @@ def test_validation_keys_equal_evaluate_on_the_same_checkpoint(run, synthetic_id
         assert same(summary[key], cross_m[name]), (key, summary[key], cross_m[name])
     # not vacuous: the mouths were found and measured in both protocols
     assert summary["val/mouth_r"] is not None and summary["val/cross_mouth_r"] is not None
+    assert summary["val/mouth_r_lo"] < summary["val/mouth_r"] < summary["val/mouth_r_hi"]
     assert summary["val/psnr_face"] > 20 and "psnr_val" in summary
 
 

@@ -120,3 +120,86 @@ def test_the_synthetic_face_says_given_speech_with_its_known_opening(tmp_path):
     np.testing.assert_allclose(clip.mouth_open, mouth_envelope(padded, 16000, 25, 63))
     measured = _measured(load_frames(clip.path))
     assert np.corrcoef(measured, clip.mouth_open)[0, 1] >= 0.95
+
+
+def _ar1(n: int, phi: float, rng) -> np.ndarray:
+    """A stationary AR(1) series of unit innovations: neighbouring frames correlated by phi, like a mouth."""
+    e = rng.standard_normal(n)
+    x = np.empty(n)
+    x[0] = e[0] / np.sqrt(1 - phi ** 2)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+def _pairs(rho: float, phi: float, n: int, draws: int, seed: int = 0):
+    """Pairs of smooth trajectories whose true correlation is rho: y = rho x + sqrt(1 - rho^2) e with x and e
+    independent AR(1) series of one phi."""
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        x, e = _ar1(n, phi, rng), _ar1(n, phi, rng)
+        yield x, rho * x + np.sqrt(1 - rho ** 2) * e
+
+
+def test_the_interval_of_mouth_r_covers_the_true_correlation_of_smooth_trajectories():
+    """Against the known correlation of simulated smooth trajectories (100 frames, 4 s, neighbouring frames
+    correlated at 0.85): the 95 % interval covers it in about 95 % of draws. Counting every frame as
+    independent, the same interval covers it far less often: that is what effective_frames corrects."""
+    from hm_talker.metrics.mouth import effective_frames, r_interval
+
+    rho, covered, naive, widths, n_eff = 0.5, 0, 0, [], []
+    for x, y in _pairs(rho, 0.85, 100, 300):
+        s = mouth_scores(x, y)
+        assert s["mouth_r_lo"] <= s["mouth_r"] <= s["mouth_r_hi"]
+        covered += s["mouth_r_lo"] <= rho <= s["mouth_r_hi"]
+        lo, hi = r_interval(s["mouth_r"], len(x))
+        naive += lo <= rho <= hi
+        widths.append(s["mouth_r_hi"] - s["mouth_r_lo"])
+        n_eff.append(effective_frames(x, y))
+    assert 0.90 <= covered / 300 <= 0.99, covered
+    assert naive / 300 < 0.75, naive
+    assert 0.4 < np.mean(widths) < 0.8 and np.mean(n_eff) < 100 / 3
+    print(f"covered {covered / 300:.2f}, naive {naive / 300:.2f}, width {np.mean(widths):.2f}, n_eff {np.mean(n_eff):.1f}")
+
+
+def test_effective_frames_of_independent_and_of_smooth_frames():
+    from hm_talker.metrics.mouth import effective_frames
+
+    rng = np.random.default_rng(3)
+    white = [effective_frames(rng.standard_normal(400), rng.standard_normal(400)) for _ in range(50)]
+    assert 0.85 * 400 <= np.mean(white) <= 400  # independent frames are worth themselves
+    phi = 0.9  # Bartlett for two AR(1) series: n (1 - phi^2) / (1 + phi^2) = 42 of 400
+    smooth = [effective_frames(x, y) for x, y in _pairs(0.0, phi, 400, 50, seed=4)]
+    bartlett = 400 * (1 - phi ** 2) / (1 + phi ** 2)
+    assert 0.7 * bartlett < np.mean(smooth) < 1.4 * bartlett
+
+
+def test_no_interval_without_a_moving_mouth():
+    ref = np.sin(np.arange(50) / 3.0)
+    s = mouth_scores(np.full(50, 0.125), ref)
+    assert s["mouth_r"] is None and s["mouth_r_lo"] is None and s["mouth_r_hi"] is None
+    assert s["notes"]["mouth_r_lo"] == "the generated mouth does not move"
+
+
+def test_frames_without_a_face_do_not_narrow_the_interval():
+    """With 40 % of the frames missing at random (no face found), the remaining frames are worth fewer
+    independent ones than the whole clip, not more, and the interval still covers the true correlation."""
+    from hm_talker.metrics.mouth import effective_frames
+
+    rng = np.random.default_rng(5)
+    full, holed, covered = [], [], 0
+    for x, y in _pairs(0.5, 0.9, 200, 200, seed=6):
+        full.append(effective_frames(x, y))
+        x = np.where(rng.random(len(x)) < 0.4, np.nan, x)
+        holed.append(effective_frames(x, y))
+        s = mouth_scores(x, y)
+        covered += s["mouth_r_lo"] <= 0.5 <= s["mouth_r_hi"]
+    assert np.mean(holed) < np.mean(full)
+    assert covered / 200 >= 0.9, covered
+    print(f"n_eff whole {np.mean(full):.1f}, 40 % missing {np.mean(holed):.1f}, covered {covered / 200:.2f}")
+
+
+def test_a_perfect_correlation_is_inside_its_interval():
+    x = np.random.default_rng(7).standard_normal(60)
+    s = mouth_scores(x, x)  # r = 1, where Fisher's z is infinite
+    assert s["mouth_r_lo"] <= s["mouth_r"] <= s["mouth_r_hi"]

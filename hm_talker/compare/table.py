@@ -28,6 +28,13 @@ _VAL_ORDER = ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp",
               "val/cross_mouth_r", "val/cross_mouth_amp", "val/cross_mouth_jitter", "val/lmd", "val/seam",
               "val/cross_mouth_r_deaf", "val/cross_mouth_amp_deaf", "val/cross_mouth_jitter_deaf", "psnr_val"]
 _NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
+# one run's interval bounds (mouth_r_lo / mouth_r_hi, any prefix or _deaf suffix): a mean of bounds over seeds is no
+# interval of the mean, so the tables leave them out (they stay in each run's summary.json and W&B run)
+_INTERVAL_BOUNDS = ("mouth_r_lo", "mouth_r_hi")
+
+
+def _is_metric(key: str) -> bool:
+    return key not in _NOT_METRICS and not base_metric(key).removesuffix("_deaf").endswith(_INTERVAL_BOUNDS)
 _ARROW = {1: "↑", -1: "↓"}
 
 
@@ -182,7 +189,7 @@ def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None
     label = {id(r): row_label(r.group, r.protocol) for r in records}
     groups: list[str] = list(dict.fromkeys(label[id(r)] for r in records))
     if metrics is None:
-        names = {k for r in records for k in r.metrics if k not in _NOT_METRICS}
+        names = {k for r in records for k in r.metrics if _is_metric(k)}
         names -= _repeated_per_reference(records, names)
         known = _VAL_ORDER + _KNOWN_ORDER
         metrics = [m for m in known if m in names] + sorted(names - set(known))

@@ -41,7 +41,9 @@ PROTOCOL_NOTES = {
 METHOD_NOTES = {
     "mouth_definition": (
         "opening = inner-lip gap (mediapipe points 13-14) / inter-ocular distance (33-263) per frame; "
-        "mouth_r = Pearson r at lag 0; mouth_r_best / mouth_lag = best r within +-4 frames and its lag "
+        "mouth_r = Pearson r at lag 0; mouth_r_lo / mouth_r_hi = its 95 % interval (Fisher's z on "
+        "the effective number of frames: neighbouring frames of a mouth are not independent); "
+        "mouth_r_best / mouth_lag = best r within +-4 frames and its lag "
         "(positive = the generated mouth lags the reference); mouth_amp = std ratio and mouth_jitter = "
         "mean |second difference| ratio, generated over reference (1 = like the real mouth); frames "
         "without a face in either clip are skipped (mouth_frames_skipped); mouth_open_* describe the "

@@ -166,7 +166,7 @@ def score_mouth_against(metrics: dict, pred_landmarks: np.ndarray, ref_landmarks
     n = min(len(pred_open), len(ref_open))
     scores = mouth_scores(pred_open[:n], ref_open[:n])
     notes = metrics["notes"]
-    for key in ("mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter"):
+    for key in MOUTH_PAIR_KEYS:
         metrics[key] = scores[key]
         notes.pop(key, None)
     notes.update(scores["notes"])

@@ -3,20 +3,23 @@ same protocols as `hm-talker evaluate`, so a run's W&B page and summary.json sho
 would give for the checkpoint of that step.
 
 - self-driven (always, with eval.lip_sync): the held-out frames driven by their own audio only ->
-  val/mouth_r, val/mouth_amp, val/mouth_jitter, val/lmd, val/psnr_face, val/lpips_face, val/seam;
+  val/mouth_r (with its 95 % interval val/mouth_r_lo / val/mouth_r_hi), val/mouth_amp, val/mouth_jitter,
+  val/lmd, val/psnr_face, val/lpips_face, val/seam;
 - cross-driven (eval.drive_video: a real video of another person speaking, or a list): its sound drives
   the model and its real mouth is the reference -> val/cross_mouth_r, val/cross_mouth_amp,
-  val/cross_mouth_jitter (the mean over the references; per reference val/cross/<name>/...); with
-  eval.deaf_control the same weights with every audio input silenced -> val/cross_*_deaf, the chance
-  level of that reference.
+  val/cross_mouth_jitter (the mean over the references; per reference val/cross/<name>/..., mouth_r's
+  interval among them); with eval.deaf_control the same weights with every audio input silenced ->
+  val/cross_*_deaf, the chance level of that reference.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-SELF_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face", "seam")
+SELF_KEYS = ("mouth_r", "mouth_r_lo", "mouth_r_hi", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face",
+             "seam")
 CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
+INTERVAL_KEYS = ("mouth_r_lo", "mouth_r_hi")  # mouth_r's 95 % interval: per reference only (a mean of bounds is none)
 
 
 def drive_videos(value) -> list[str]:
@@ -57,6 +60,8 @@ def validation_scores(model, root: Path, manifest: dict, references: list, out_d
             for k in CROSS_KEYS:
                 out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
                 cross.setdefault(f"val/cross_{k}{suffix}", []).append(_number(c.get(k)))
+            for k in INTERVAL_KEYS:
+                out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
     for key, values in cross.items():
         finite = [v for v in values if math.isfinite(v)]
         out[key] = sum(finite) / len(finite) if finite else math.nan

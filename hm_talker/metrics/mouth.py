@@ -18,6 +18,15 @@ in both:
   lag, in frames at 25 fps (40 ms each). Sign: ``mouth_lag = +k`` means the generated mouth does at
   frame ``t`` what the reference did at ``t - k``: **positive = the generated mouth lags (comes
   after) the reference**, negative = it leads. A lag is an audio/video offset a viewer sees.
+* ``mouth_r_lo`` / ``mouth_r_hi``: a 95 % interval of ``mouth_r``, for judging whether two runs differ.
+  Neighbouring frames of a mouth are not independent (a syllable spans several), so the interval is
+  Fisher's z interval on the effective number of frames, ``n / (1 + 2 sum_k a_k b_k)`` over lags
+  ``1..min(R_INTERVAL_LAGS, n // 4)`` (``a_k``, ``b_k``: the two trajectories' autocorrelations at lag k over
+  the pairs of frames valid in both; Bartlett's variance of a correlation between autocorrelated series).
+  On simulated smooth pairs of known correlation it covers the truth in about 95 % of draws from 60 frames
+  up, about 92 % at 15-30 frames (few lags to estimate from); None below 4 effective frames. Measured on a real model: 0.49 [-0.04, 0.81]
+  on a 114-frame held-out tail (worth about 14 independent frames), 0.49 [0.34, 0.61] over 34 s of another
+  speaker; an interval that counted every frame as independent would be about three times narrower.
 * ``mouth_amp``: std of the generated opening over the reference's std (unitless; 1 = as much
   motion, a frozen mouth near 0, an over-moving or jittering one above 1).
 * ``mouth_jitter``: mean absolute second difference of the generated opening over the
@@ -38,7 +47,9 @@ from .correlation import MIN_FRAMES, pearson
 
 MAX_LAG = 4  # frames searched each way for mouth_r_best / mouth_lag (+-160 ms at 25 fps)
 MIN_STD = 1e-6  # a reference this still (inter-ocular units) has no motion to compare with
-MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
+R_INTERVAL_LAGS = 25  # autocorrelation lags summed for mouth_r's interval (1 s at 25 fps; at most a quarter of the frames)
+R_INTERVAL_Z = 1.959964  # standard-normal quantile of mouth_r's interval (95 %)
+MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_lo", "mouth_r_hi", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
 MOUTH_SELF_KEYS = ("mouth_open_mean", "mouth_open_std", "mouth_open_jitter")
 
 
@@ -77,6 +88,46 @@ def lagged_correlations(pred, ref, max_lag: int = MAX_LAG) -> dict[int, float | 
         else:
             out[k] = pearson(p[:n + k], r[-k:]) if n + k > 0 else None
     return out
+
+
+def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
+    """[lags] sample autocorrelation of x at lags 1..lags (the usual estimator, sum_t v_t v_t+k / sum_t v_t^2,
+    on a clip without gaps). Frames without a face (NaN) leave their pairs out: each lag's sum is scaled up by
+    the pairs a gap-free clip of as many valid frames would have over the pairs there are, so missing frames
+    do not shrink it (which would count the clip as worth more independent frames than it is)."""
+    ok = np.isfinite(x)
+    n = int(ok.sum())
+    v = np.where(ok, x - (x[ok].mean() if n else 0.0), 0.0)
+    den = float((v * v).sum())
+    out = np.zeros(lags)
+    for k in range(1, lags + 1):
+        pairs = int((ok[:-k] & ok[k:]).sum())
+        if pairs and den > 0:
+            out[k - 1] = float((v[:-k] * v[k:]).sum()) * max(n - k, 0) / pairs / den
+    return out
+
+
+def effective_frames(pred, ref, lags: int = R_INTERVAL_LAGS) -> float:
+    """How many independent frames the correlation of two autocorrelated trajectories is worth (Bartlett):
+    n / (1 + 2 sum_k a_k b_k) over lags 1..min(lags, n // 4), n = frames valid in both; at most n."""
+    p, r = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
+    both = np.isfinite(p) & np.isfinite(r)
+    n = int(both.sum())
+    k = min(lags, n // 4)
+    if k < 1:
+        return float(n)
+    p, r = np.where(both, p, np.nan), np.where(both, r, np.nan)
+    inflation = 1.0 + 2.0 * float((_autocorrelation(p, k) * _autocorrelation(r, k)).sum())
+    return n / max(inflation, 1.0)
+
+
+def r_interval(r: float, n_eff: float, z: float = R_INTERVAL_Z) -> tuple[float, float] | None:
+    """Fisher's interval of a correlation r measured on n_eff independent frames; None below 4 of them. It
+    always contains r (at r = +-1, where Fisher's z is infinite, it is r itself)."""
+    if n_eff < 4:
+        return None
+    centre, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), z / np.sqrt(n_eff - 3)
+    return min(float(np.tanh(centre - half)), r), max(float(np.tanh(centre + half)), r)
 
 
 def _second_difference(x: np.ndarray) -> np.ndarray:
@@ -128,6 +179,11 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
     out["mouth_r"] = pearson(pj, rj)
     if out["mouth_r"] is None:
         notes["mouth_r"] = "the generated mouth does not move"
+    interval = None if out["mouth_r"] is None else r_interval(out["mouth_r"], effective_frames(pj, rj))
+    if interval is None:
+        notes["mouth_r_lo"] = notes["mouth_r_hi"] = notes.get("mouth_r", "fewer than 4 independent frames")
+    else:
+        out["mouth_r_lo"], out["mouth_r_hi"] = interval
     lags = {k: v for k, v in lagged_correlations(pj, rj, max_lag).items() if v is not None}
     if lags:
         best = max(lags, key=lambda k: (lags[k], -abs(k)))  # ties: the smaller offset
@@ -144,5 +200,5 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
     return out
 
 
-__all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "mouth_opening", "lagged_correlations",
-           "opening_jitter", "opening_stats", "mouth_scores"]
+__all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "mouth_opening", "lagged_correlations", "effective_frames",
+           "r_interval", "opening_jitter", "opening_stats", "mouth_scores"]
