@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,10 @@ def test_demo_runs_end_to_end(tmp_path):
                        timeout=1800)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "demo" / "identity" / "manifest.json").is_file()
+    said = re.search(r"mouth_r (-?\d\.\d\d) \(95 % interval (-?\d\.\d\d) to (-?\d\.\d\d)\)", r.stdout)
+    assert said, r.stdout[-2000:]  # the lip-sync line gives the score with its interval
+    r_, lo, hi = map(float, said.groups())
+    assert lo <= r_ <= hi and r_ > DEMO_MIN_MOUTH_R
     _the_demo_model_draws_no_line_along_its_region(tmp_path / "demo")
     _a_deaf_demo_model_scores_clearly_below_the_listening_one(tmp_path / "demo", tmp_path / "deaf")
 
