@@ -62,8 +62,8 @@ def run_demo(out_dir, seconds: float = 12.0, size: int = 128, steps: int = 300) 
     m = measure_lip_sync(last, reference, out)
     r = m["driven"]
     print(f"demo: driven video        {r['video']} ({r['frames']} frames, rendered at {r['render_fps']:.0f} frames/s)")
-    print(f"demo: lip sync            mouth_r {_num(m['mouth_r'])} (95 % interval {_num(m.get('mouth_r_lo'))} to "
-          f"{_num(m.get('mouth_r_hi'))}), mouth_amp {_num(m['mouth_amp'])} against the "
+    print(f"demo: lip sync            mouth_r {_num(m['mouth_r'])} (95 % interval {_num(m['mouth_r_lo'])} to "
+          f"{_num(m['mouth_r_hi'])}), mouth_amp {_num(m['mouth_amp'])} against the "
           f"synthetic face saying the same speech (1 = learned; {out / 'evaluation' / 'metrics.md'})", flush=True)
     return {"clip": clip_path, "identity": ident, "checkpoint": last, "video": Path(r["video"]),
             "reference": reference, "metrics": m}

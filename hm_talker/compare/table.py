@@ -31,10 +31,6 @@ _NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
 # one run's interval bounds (mouth_r_lo / mouth_r_hi, any prefix or _deaf suffix): a mean of bounds over seeds is no
 # interval of the mean, so the tables leave them out (they stay in each run's summary.json and W&B run)
 _INTERVAL_BOUNDS = ("mouth_r_lo", "mouth_r_hi")
-
-
-def _is_metric(key: str) -> bool:
-    return key not in _NOT_METRICS and not base_metric(key).removesuffix("_deaf").endswith(_INTERVAL_BOUNDS)
 _ARROW = {1: "↑", -1: "↓"}
 
 
@@ -45,6 +41,11 @@ def base_metric(metric: str) -> str:
         return "psnr"
     name = metric.split("/")[-1]
     return name[len("cross_"):] if name.startswith("cross_") else name
+
+
+def _is_metric(key: str) -> bool:
+    """A summary key the tables show: not a count, not one run's interval bound."""
+    return key not in _NOT_METRICS and not base_metric(key).removesuffix("_deaf").endswith(_INTERVAL_BOUNDS)
 
 
 def metric_direction(metric: str) -> int | None:

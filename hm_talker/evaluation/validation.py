@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-SELF_KEYS = ("mouth_r", "mouth_r_lo", "mouth_r_hi", "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face",
-             "seam")
-CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
 INTERVAL_KEYS = ("mouth_r_lo", "mouth_r_hi")  # mouth_r's 95 % interval: per reference only (a mean of bounds is none)
+SELF_KEYS = ("mouth_r", *INTERVAL_KEYS, "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face", "seam")
+CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
 
 
 def drive_videos(value) -> list[str]:
@@ -57,11 +56,10 @@ def validation_scores(model, root: Path, manifest: dict, references: list, out_d
         for suffix, silent in runs:
             video = Path(out_dir) / f"step_{step:06d}_cross-{ref.name}{suffix.replace('_', '-')}.mp4"
             c = cross_reference(model, root, manifest, ref, video, silent=silent)
+            for k in (*CROSS_KEYS, *INTERVAL_KEYS):
+                out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
             for k in CROSS_KEYS:
-                out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
                 cross.setdefault(f"val/cross_{k}{suffix}", []).append(_number(c.get(k)))
-            for k in INTERVAL_KEYS:
-                out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
     for key, values in cross.items():
         finite = [v for v in values if math.isfinite(v)]
         out[key] = sum(finite) / len(finite) if finite else math.nan

@@ -24,9 +24,10 @@ in both:
   ``1..min(R_INTERVAL_LAGS, n // 4)`` (``a_k``, ``b_k``: the two trajectories' autocorrelations at lag k over
   the pairs of frames valid in both; Bartlett's variance of a correlation between autocorrelated series).
   On simulated smooth pairs of known correlation it covers the truth in about 95 % of draws from 60 frames
-  up, about 92 % at 15-30 frames (few lags to estimate from); None below 4 effective frames. Measured on a real model: 0.49 [-0.04, 0.81]
-  on a 114-frame held-out tail (worth about 14 independent frames), 0.49 [0.34, 0.61] over 34 s of another
-  speaker; an interval that counted every frame as independent would be about three times narrower.
+  up, about 92 % at 15-30 frames (few lags to estimate from); None below 4 effective frames. Measured on a
+  real model: 0.49 [-0.04, 0.81] on a 114-frame held-out tail (worth about 14 independent frames), 0.49
+  [0.34, 0.61] over 34 s of another speaker; an interval that counted every frame as independent would be
+  about three times narrower.
 * ``mouth_amp``: std of the generated opening over the reference's std (unitless; 1 = as much
   motion, a frozen mouth near 0, an over-moving or jittering one above 1).
 * ``mouth_jitter``: mean absolute second difference of the generated opening over the
