@@ -63,6 +63,30 @@ def test_a_frame_readers_ffmpeg_outlives_the_signal(tmp_path):
     assert len(first) + sum(len(c) for c in frames) == 60
 
 
+def test_the_synthetic_clips_encoder_outlives_the_signal(tmp_path):
+    """The demo's synthetic clip (hm_talker/synthetic/clip.py) pipes its frames to an ffmpeg encoder: a signal
+    sent to that ffmpeg while frames are still coming (from another thread, as SLURM's would) leaves a
+    whole clip."""
+    from hm_talker.synthetic import make_synthetic_clip
+
+    signalled = []
+
+    def signal_the_encoder():
+        deadline = time.monotonic() + 20
+        while not signalled and time.monotonic() < deadline:
+            for pid in _ffmpeg_children():
+                os.kill(pid, REQUEUE_SIGNAL)
+                signalled.append(pid)
+            time.sleep(0.005)
+
+    sender = threading.Thread(target=signal_the_encoder)
+    sender.start()
+    clip = make_synthetic_clip(tmp_path / "s.mp4", seconds=4.0, size=128, seed=1)
+    sender.join()
+    assert signalled, "the encoder was signalled while it ran"
+    assert probe_video(clip.path).num_frames == 100
+
+
 def test_a_short_child_of_run_child_outlives_the_signal():
     """The probes and sound decodes of a fit (ffprobe, ffmpeg to f32) go through run_child: a child that gets
     the signal mid-run (here it sends the signal to itself) finishes and its output comes back; the same

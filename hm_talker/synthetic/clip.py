@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..child_signals import requeue_signal_blocked
 from .face import FaceRenderer
 from .speech import make_synthetic_speech, mouth_envelope
 
@@ -163,7 +164,8 @@ def make_synthetic_clip(
         ]
         log = Path(tmp) / "ffmpeg.log"
         with open(log, "wb") as err:  # a file, not a pipe: a chatty ffmpeg cannot block us
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+            with requeue_signal_blocked():  # a SLURM requeue signal must not kill the encoder (child_signals.py)
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
             try:
                 for frame in render_frames(mouth, fps, size, seed, head_motion):
                     proc.stdin.write(frame.tobytes())
