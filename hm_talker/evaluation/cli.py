@@ -4,9 +4,11 @@
     --ckpt CKPT --drive-video REF.mp4 cross-driven: REF's sound, REF's real mouth as the reference
     --ckpt CKPT --audio SPEECH        cross-driven by speech alone: sync and motion only
     --pred PRED --target TARGET       any two videos / images / frame folders
+    --paired A B                      two of the above (their OUT folders) on one reference mouth:
+                                      B's mouth_r minus A's, with a paired 95 % interval
 
 Every protocol writes OUT/metrics.json and OUT/metrics.md; the checkpoint protocols also
-OUT/summary.json and a W&B run of their own.
+OUT/summary.json and a W&B run of their own; with a reference mouth, OUT/mouth.npz (for --paired).
 """
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def add_parser(sub) -> None:
                                         "self-driven, cross-driven or any pair",
                        description="--ckpt CKPT --data DIR (self-driven) | --ckpt CKPT --drive-video REF.mp4 "
                                    "(cross-driven, REF's real mouth as reference) | --ckpt CKPT --audio SPEECH "
-                                   "(cross-driven, no reference) | --pred PRED --target TARGET (any two clips)")
+                                   "(cross-driven, no reference) | --pred PRED --target TARGET (any two clips) | "
+                                   "--paired A B (two evaluations of one reference mouth: B - A)")
     p.add_argument("--ckpt", help="trained checkpoint")
     p.add_argument("--data", help="with --ckpt: preprocessed identity whose held-out frames to render")
     p.add_argument("--audio", help="with --ckpt: other speech to drive the model with")
@@ -80,6 +83,9 @@ def add_parser(sub) -> None:
                                          "sound drives the model, its mouth is the reference")
     p.add_argument("--pred", help="video, image or folder of frames")
     p.add_argument("--target", help="video, image or folder of frames")
+    p.add_argument("--paired", nargs=2, metavar=("A", "B"),
+                   help="two evaluate OUT folders scored against the same reference mouth: B's mouth_r minus A's "
+                        "with a paired 95 %% interval (narrower than comparing their own intervals)")
     p.add_argument("--out", required=True, help="folder for metrics.json and metrics.md")
     p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (or $HM_TALKER_SYNCNET_WEIGHTS)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -105,7 +111,14 @@ def _evaluate(args) -> int:
     from hm_talker.data.clips import bound_heap_growth
 
     bound_heap_growth()  # memory must not grow with the clip's length
-    given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target") if getattr(args, k)}
+    given = {k for k in ("ckpt", "data", "audio", "drive_video", "pred", "target", "paired") if getattr(args, k)}
+    if "paired" in given:
+        if given != {"paired"} or args.lower_face != "audio" or args.upper_aus != "predicted":
+            raise InputError(None, "--paired A B compares two finished evaluations: give it alone (with --out)")
+        from hm_talker.evaluation.paired import evaluate_paired, verdict
+
+        print(f"{args.out}/metrics.json: {verdict(evaluate_paired(*args.paired, args.out))}")
+        return 0
     if args.lower_face != "audio" and given != {"ckpt", "data"}:
         raise InputError(None, "--lower-face measured is a self-driven diagnostic: give --ckpt and --data")
     if args.upper_aus != "predicted" and (given != {"ckpt", "data"} or args.lower_face != "audio"):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hm_talker.metrics import FACE_KEYS, FULL_FRAME_KEYS, METRIC_KEYS, MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS
+from hm_talker.evaluation.paired import TRAJECTORY_FILE, save_trajectory
+from hm_talker.metrics import FACE_KEYS, FULL_FRAME_KEYS, METRIC_KEYS, MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, TRAJECTORY_KEY
 
 PROTOCOL_NOTES = {
     "self": (
@@ -98,11 +99,18 @@ def with_notes(metrics: dict, protocol: str) -> dict:
 
 
 def write_report(metrics: dict, out_dir, inputs: dict) -> None:
-    """``OUT/metrics.json`` (metrics, notes, inputs) and ``OUT/metrics.md`` (headline first)."""
+    """``OUT/metrics.json`` (metrics, notes, inputs) and ``OUT/metrics.md`` (headline first); with a reference
+    mouth, also ``OUT/mouth.npz``: the per-frame openings of the generated and the reference mouth (what
+    ``hm-talker evaluate --paired`` compares two runs on)."""
     protocol = inputs.get("protocol", "pair")
+    trajectory = metrics.pop(TRAJECTORY_KEY, None)
     metrics.update(with_notes(metrics, protocol))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if trajectory is not None:
+        save_trajectory(out, trajectory["generated"], trajectory["reference"], inputs)
+    else:  # no reference mouth this time: an earlier run's trajectory in OUT must not be compared as this one's
+        (out / TRAJECTORY_FILE).unlink(missing_ok=True)
     (out / "metrics.json").write_text(json.dumps({**metrics, "protocol": protocol, "inputs": inputs}, indent=2))
     lines = [f"# hm-talker evaluate: {protocol}", ""]
     shown = set()

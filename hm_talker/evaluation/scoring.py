@@ -15,7 +15,7 @@ import numpy as np
 from hm_talker.constants import MOUTH_LANDMARKS
 from hm_talker.data.clips import CHUNK_FRAMES
 from hm_talker.metrics import METRIC_KEYS, MOUTH_PAIR_KEYS, ClipScorer
-from hm_talker.metrics.mouth import mouth_opening, mouth_scores, opening_stats
+from hm_talker.metrics.mouth import TRAJECTORY_KEY, mouth_opening, mouth_scores, opening_stats
 from hm_talker.metrics.sync import SyncStream
 
 IMAGE_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "aue_lower",
@@ -171,6 +171,7 @@ def score_mouth_against(metrics: dict, pred_landmarks: np.ndarray, ref_landmarks
         notes.pop(key, None)
     notes.update(scores["notes"])
     metrics["mouth_frames_skipped"] = int(n - scores["mouth_frames"])
+    metrics[TRAJECTORY_KEY] = {"generated": pred_open[:n], "reference": ref_open[:n]}
     metrics["reference_frames"] = int(len(ref_open))
     if len(ref_open) != len(pred_open):
         notes["reference_frames"] = (f"REF has {len(ref_open)} frames at 25 fps, its sound drove "

@@ -20,7 +20,7 @@ from .au import aue
 from .image import (PSNR_CAP_DB, ImageScores, as_masks, lpips_distance, lpips_face, psnr, psnr_face, ssim,
                     ssim_face)
 from .landmark import MEDIAPIPE_LIP_INDICES, lmd
-from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, mouth_opening, mouth_scores, opening_stats
+from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, TRAJECTORY_KEY, mouth_opening, mouth_scores, opening_stats
 from .seam import SeamStream
 from .sync import SyncStream, compute_sync, sync_scores
 
@@ -66,7 +66,10 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
 
     Returns:
         dict with :data:`METRIC_KEYS` (floats; ``av_offset`` and ``num_frames`` ints; None where a
-        metric could not be computed) and ``notes``: ``{key: reason}`` for every None.
+        metric could not be computed) and ``notes``: ``{key: reason}`` for every None; with both
+        ``pred_landmarks`` and ``target_landmarks`` also :data:`TRAJECTORY_KEY`: ``{"generated",
+        "reference"}``, the two per-frame opening arrays the mouth metrics compared (not JSON: the
+        evaluation report writes them to ``mouth.npz``).
     """
     if np.shape(pred) != np.shape(target):
         raise ValueError(f"pred {np.shape(pred)} and target {np.shape(target)} differ in shape")
@@ -202,9 +205,10 @@ def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> No
     for key in MOUTH_PAIR_KEYS:
         out[key] = scores[key]
     notes.update(scores["notes"])
+    out[TRAJECTORY_KEY] = {"generated": po[:n], "reference": to[:n]}
 
 
-__all__ = ["ClipScorer", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS",
+__all__ = ["ClipScorer", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY",
            "mouth_opening", "mouth_scores", "opening_stats", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
            "lpips_distance", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "sync_scores",
            "compute_sync"]

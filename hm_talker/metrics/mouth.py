@@ -52,6 +52,7 @@ R_INTERVAL_LAGS = 25  # autocorrelation lags summed for mouth_r's interval (1 s 
 R_INTERVAL_Z = 1.959964  # standard-normal quantile of mouth_r's interval (95 %)
 MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_lo", "mouth_r_hi", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
 MOUTH_SELF_KEYS = ("mouth_open_mean", "mouth_open_std", "mouth_open_jitter")
+TRAJECTORY_KEY = "mouth_trajectory"  # a scored pair's per-frame openings {generated, reference}: evaluate's OUT/mouth.npz
 
 
 def mouth_opening(landmarks) -> np.ndarray:  # [T, 478, 2|3] -> [T]
@@ -201,5 +202,5 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
     return out
 
 
-__all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "mouth_opening", "lagged_correlations", "effective_frames",
+__all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY", "mouth_opening", "lagged_correlations", "effective_frames",
            "r_interval", "opening_jitter", "opening_stats", "mouth_scores"]

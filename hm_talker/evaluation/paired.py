@@ -1,0 +1,102 @@
+"""`hm-talker evaluate --paired A B`: two evaluations of the same reference mouth compared frame by frame.
+
+Every evaluation with a reference mouth (self-driven, cross-driven by a video, a pair) writes OUT/mouth.npz:
+the per-frame opening of the generated and of the reference mouth. Two such folders scored against the
+same reference (the same held-out frames, or the same driving video) give r_B - r_A with a paired 95 %
+interval (hm_talker/metrics/mouth_paired.py), much narrower than the two runs' own intervals when the two
+mouths move alike: whether one checkpoint is better than another on that reference (whether a configuration
+is, needs its seeds too).
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from hm_talker.errors import InputError
+
+TRAJECTORY_FILE = "mouth.npz"
+
+
+def save_trajectory(out: Path, generated, reference, inputs: dict) -> None:
+    """OUT/mouth.npz: float arrays ``generated`` and ``reference`` (openings, NaN without a face) and
+    ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
+    np.savez(Path(out) / TRAJECTORY_FILE, generated=np.asarray(generated, np.float64),
+             reference=np.asarray(reference, np.float64),
+             source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"}, default=str)))
+
+
+def load_trajectory(folder) -> dict:
+    """The arrays of an evaluation folder's mouth.npz; InputError naming the folder if it has none."""
+    path = Path(folder) / TRAJECTORY_FILE
+    if not Path(folder).is_dir():
+        raise InputError(folder, "not a folder: give two `hm-talker evaluate` output folders")
+    if not path.is_file():
+        raise InputError(folder, f"no {TRAJECTORY_FILE}: it holds no scored mouth (cross-driven by speech "
+                                 "alone has no reference), or an older version wrote it: evaluate again")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in ("generated", "reference", "source")}
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise InputError(path, f"unreadable mouth trajectory ({exc})") from None
+    if data["generated"].shape != data["reference"].shape or data["generated"].ndim != 1:
+        raise InputError(path, "the generated and reference trajectories differ in shape")
+    data["source"] = str(data["source"])
+    return data
+
+
+REFERENCE_TOLERANCE = 1e-4  # inter-ocular units: two detections of one reference mouth (another machine's mediapipe)
+
+
+def reference_mismatch(a: np.ndarray, b: np.ndarray) -> str | None:
+    """Why two reference trajectories are not the same mouth (None if they are: as many frames, a face in the
+    same frames, openings within REFERENCE_TOLERANCE)."""
+    if len(a) != len(b) or not len(a):
+        return f"{len(a)} against {len(b)} frames"
+    if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+        return "a face in different frames"
+    ok = np.isfinite(a)
+    worst = float(np.abs(a[ok] - b[ok]).max()) if ok.any() else 0.0
+    return None if worst <= REFERENCE_TOLERANCE else f"openings up to {worst:.4f} apart"
+
+
+def verdict(m: dict) -> str:
+    """One line: what the paired interval says about B against A."""
+    if m["mouth_r_diff_lo"] is None:
+        return "no interval: " + "; ".join(m["notes"].values())
+    d, lo, hi = m["mouth_r_diff"], m["mouth_r_diff_lo"], m["mouth_r_diff_hi"]
+    where = "B above A" if lo > 0 else "B below A" if hi < 0 else "not told apart"
+    return (f"mouth_r A {m['mouth_r_a']:.3f}, B {m['mouth_r_b']:.3f}; B - A {d:+.3f} [95 %: {lo:+.3f}, {hi:+.3f}] "
+            f"over {m['mouth_frames']} frames: {where}")
+
+
+def evaluate_paired(a_dir, b_dir, out_dir) -> dict:
+    """Compare two evaluation folders on their common reference; OUT/metrics.json and OUT/metrics.md."""
+    from hm_talker.metrics.mouth_paired import PAIRED_KEYS, paired_difference
+
+    a, b = load_trajectory(a_dir), load_trajectory(b_dir)
+    why = reference_mismatch(a["reference"], b["reference"])
+    if why:
+        raise InputError(b_dir, f"not scored against the same reference mouth as {a_dir} ({why}): a paired "
+                                f"comparison needs one reference (A: {a['source']}; B: {b['source']})")
+    m = paired_difference(a["reference"], a["generated"], b["generated"])
+    line = verdict(m)
+    m["notes"] = {**m["notes"], "method": (
+        "mouth_r_a / mouth_r_b: each run's mouth_r on the frames with a face in all three clips; mouth_r_diff = "
+        "B - A with Zou's (2007) 95 % interval for two correlations with a common reference, each single "
+        "interval on its effective frames (hm_talker/metrics/mouth_paired.py); mouth_r_ab: the two generated "
+        "mouths' correlation")}
+    inputs = {"a": str(a_dir), "b": str(b_dir), "a_source": a["source"], "b_source": b["source"],
+              "protocol": "paired"}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({**m, "verdict": line, "inputs": inputs}, indent=2))
+    lines = ["# hm-talker evaluate: paired", "", f"A: {a_dir}", "", f"B: {b_dir}", "", line, "",
+             "| metric | value |", "|---|---:|"]
+    lines += [f"| {k} | {'n/a' if m[k] is None else format(m[k], '.4f') if isinstance(m[k], float) else m[k]} |"
+              for k in PAIRED_KEYS]
+    lines += ["", "## notes", ""] + [f"- {k}: {v}" for k, v in m["notes"].items()]
+    (out / "metrics.md").write_text("\n".join(lines) + "\n")
+    return m
