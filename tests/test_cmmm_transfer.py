@@ -114,6 +114,9 @@ def test_a_model_of_long1_follows_long2s_speech_in_its_validation(long_pair, sta
           f"{m['val/cross_mouth_jitter']:.2f}), deaf {deaf:.3f}; self-driven val/mouth_r {m['val/mouth_r']:.3f}")
     assert cross > CROSS_MIN, m
     assert cross - deaf > DEAF_MARGIN, m
+    gain = [m[f"val/cross/long2_obama_30fps/mouth_r_gain{s}"] for s in ("", "_lo", "_hi")]
+    print(f"mouth_r over the deaf control on the same frames: {gain[0]:.3f} [{gain[1]:.3f}, {gain[2]:.3f}]")
+    assert gain[1] > 0, m  # above chance by the paired interval, not only by the margin
 
 
 REPRO_STEPS = 500  # the first 400 steps of a 128 px long1 fit agree without deterministic algorithms; by 500 they part

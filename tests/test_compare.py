@@ -170,10 +170,13 @@ def test_one_references_columns_are_not_repeated_and_two_references_keep_theirs(
 def test_interval_bounds_of_single_runs_are_not_averaged_into_a_table():
     """mouth_r's interval is one run's: a mean of lower bounds over seeds is no interval of the mean."""
     from hm_talker.compare.records import RunRecord
-    from hm_talker.compare.table import aggregate
+    from hm_talker.compare.table import aggregate, metric_direction
 
     bounds = {"val/mouth_r_lo": -0.1, "val/mouth_r_hi": 0.8, "val/cross/REF/mouth_r_lo": 0.3,
-              "val/cross/REF/mouth_r_hi_deaf": 0.2, "mouth_r_lo": 0.1, "mouth_r_hi": 0.6}
-    runs = [RunRecord(f"a{s}", "g", s, metrics={"val/mouth_r": 0.4 + s / 10, "mouth_r": 0.3, **bounds})
-            for s in (0, 1)]
-    assert aggregate(runs).metrics == ["val/mouth_r", "mouth_r"]
+              "val/cross/REF/mouth_r_hi_deaf": 0.2, "mouth_r_lo": 0.1, "mouth_r_hi": 0.6,
+              "val/cross/REF/mouth_r_gain_lo": 0.1, "val/cross/REF/mouth_r_gain_hi": 0.5}
+    runs = [RunRecord(f"a{s}", "g", s, metrics={"val/mouth_r": 0.4 + s / 10, "mouth_r": 0.3,
+                                                "val/cross/REF/mouth_r_gain": 0.3, **bounds}) for s in (0, 1)]
+    table = aggregate(runs)
+    assert table.metrics == ["val/mouth_r", "mouth_r", "val/cross/REF/mouth_r_gain"]
+    assert metric_direction("val/cross/REF/mouth_r_gain") == 1  # a gain over the deaf control: higher is better

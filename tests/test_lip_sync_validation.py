@@ -38,7 +38,8 @@ def run(synthetic_identity, reference, tmp_path_factory):
 
     runs = tmp_path_factory.mktemp("runs")
     return fit(None, [f"data.root={synthetic_identity}", f"run.dir={runs}", "run.name=lipsync",
-                      "trainer.max_steps=20", "trainer.val_every=20", *SMALL, f"eval.drive_video={reference}"], False)
+                      "trainer.max_steps=20", "trainer.val_every=20", *SMALL, f"eval.drive_video={reference}",
+                      "eval.deaf_control=true"], False)
 
 
 def test_validation_keys_equal_evaluate_on_the_same_checkpoint(run, synthetic_identity, reference, tmp_path):
@@ -58,6 +59,24 @@ def test_validation_keys_equal_evaluate_on_the_same_checkpoint(run, synthetic_id
     assert summary["val/mouth_r"] is not None and summary["val/cross_mouth_r"] is not None
     assert summary["val/mouth_r_lo"] < summary["val/mouth_r"] < summary["val/mouth_r_hi"]
     assert summary["val/psnr_face"] > 20 and "psnr_val" in summary
+
+
+def test_the_gain_over_the_deaf_control_is_evaluate_paired_of_the_kept_videos(run, reference, tmp_path):
+    """val/cross/REF/mouth_r_gain (and its interval) equals `evaluate --paired` of the deaf and the listening
+    video the validation kept, each scored against REF with `evaluate --pred --target`."""
+    m = json.loads((run / "summary.json").read_text())["metrics"]
+    for name in ("live", "deaf"):
+        video = run / "val" / f"step_000020_cross-other_speaker{'-deaf' if name == 'deaf' else ''}.mp4"
+        assert main(["-q", "evaluate", "--pred", str(video), "--target", str(reference), "--out",
+                     str(tmp_path / name)]) == 0
+    assert main(["-q", "evaluate", "--paired", str(tmp_path / "deaf"), str(tmp_path / "live"), "--out",
+                 str(tmp_path / "gain")]) == 0
+    paired = json.loads((tmp_path / "gain" / "metrics.json").read_text())
+    key = "val/cross/other_speaker/mouth_r_gain"
+    assert m[key] == pytest.approx(paired["mouth_r_diff"], abs=1e-6)
+    assert m[key + "_lo"] == pytest.approx(paired["mouth_r_diff_lo"], abs=1e-6)
+    assert m[key + "_hi"] == pytest.approx(paired["mouth_r_diff_hi"], abs=1e-6)
+    assert m[key + "_lo"] <= m[key] <= m[key + "_hi"]
 
 
 def test_the_cross_driven_clip_is_kept_and_logged_to_the_runs_own_wandb_run(run):

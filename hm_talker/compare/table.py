@@ -14,7 +14,7 @@ from hm_talker.errors import InputError
 
 # +1 higher is better, -1 lower is better, 0 closest to METRIC_TARGETS (default 0) is better
 METRIC_DIRECTIONS = {
-    "psnr": 1, "ssim": 1, "psnr_face": 1, "ssim_face": 1, "sync_c": 1, "mouth_r": 1, "mouth_r_best": 1,
+    "psnr": 1, "ssim": 1, "psnr_face": 1, "ssim_face": 1, "sync_c": 1, "mouth_r": 1, "mouth_r_best": 1, "mouth_r_gain": 1,
     "lpips": -1, "lpips_face": -1, "lmd": -1, "aue": -1, "aue_lower": -1, "aue_upper": -1,
     "sync_d": -1, "av_offset": 0, "seam": 0, "mouth_lag": 0, "mouth_amp": 0, "mouth_jitter": 0, "fid": -1,
 }
@@ -30,7 +30,7 @@ _VAL_ORDER = ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp",
 _NOT_METRICS = {"num_frames", "mouth_frames_skipped", "reference_frames"}
 # one run's interval bounds (mouth_r_lo / mouth_r_hi, any prefix or _deaf suffix): a mean of bounds over seeds is no
 # interval of the mean, so the tables leave them out (they stay in each run's summary.json and W&B run)
-_INTERVAL_BOUNDS = ("mouth_r_lo", "mouth_r_hi")
+_INTERVAL_BOUNDS = ("mouth_r_lo", "mouth_r_hi", "mouth_r_gain_lo", "mouth_r_gain_hi")
 _ARROW = {1: "↑", -1: "↓"}
 
 

@@ -9,7 +9,9 @@ would give for the checkpoint of that step.
   the model and its real mouth is the reference -> val/cross_mouth_r, val/cross_mouth_amp,
   val/cross_mouth_jitter (the mean over the references; per reference val/cross/<name>/..., mouth_r's
   interval among them); with eval.deaf_control the same weights with every audio input silenced ->
-  val/cross_*_deaf, the chance level of that reference.
+  val/cross_*_deaf, the chance level of that reference, and per reference val/cross/<name>/mouth_r_gain
+  (mouth_r over the deaf one's on the same frames) with its paired 95 % interval mouth_r_gain_lo / _hi
+  (hm_talker/metrics/mouth_paired.py): a lower bound above 0 says the mouth follows that speech beyond chance.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import math
 from pathlib import Path
 
 INTERVAL_KEYS = ("mouth_r_lo", "mouth_r_hi")  # mouth_r's 95 % interval: per reference only (a mean of bounds is none)
+GAIN_KEYS = ("mouth_r_gain", "mouth_r_gain_lo", "mouth_r_gain_hi")  # mouth_r - deaf mouth_r, paired interval: per reference
 SELF_KEYS = ("mouth_r", *INTERVAL_KEYS, "mouth_amp", "mouth_jitter", "lmd", "psnr_face", "lpips_face", "seam")
 CROSS_KEYS = ("mouth_r", "mouth_amp", "mouth_jitter")
 
@@ -46,6 +49,8 @@ def validation_scores(model, root: Path, manifest: dict, references: list, out_d
     """The val/... scores of the model as it is now (NaN where a metric does not apply); the driven
     videos go to OUT_DIR/step_<step>_cross-<reference>.mp4."""
     from hm_talker.evaluation.protocols import cross_reference, self_driven
+    from hm_talker.metrics.mouth import TRAJECTORY_KEY
+    from hm_talker.metrics.mouth_paired import paired_difference
 
     out = {}
     m = self_driven(model, root, manifest)
@@ -53,13 +58,21 @@ def validation_scores(model, root: Path, manifest: dict, references: list, out_d
     cross: dict[str, list[float]] = {}
     for ref in references:
         runs = [("", False)] + ([("_deaf", True)] if deaf_control else [])
+        mouths = {}
         for suffix, silent in runs:
             video = Path(out_dir) / f"step_{step:06d}_cross-{ref.name}{suffix.replace('_', '-')}.mp4"
             c = cross_reference(model, root, manifest, ref, video, silent=silent)
+            mouths[suffix] = c.get(TRAJECTORY_KEY)
             for k in (*CROSS_KEYS, *INTERVAL_KEYS):
                 out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
             for k in CROSS_KEYS:
                 cross.setdefault(f"val/cross_{k}{suffix}", []).append(_number(c.get(k)))
+        if deaf_control:
+            live, deaf = mouths[""], mouths["_deaf"]
+            gain = ({} if live is None or deaf is None else
+                    paired_difference(live["reference"], deaf["generated"], live["generated"]))
+            for key, name in zip(GAIN_KEYS, ("mouth_r_diff", "mouth_r_diff_lo", "mouth_r_diff_hi")):
+                out[f"val/cross/{ref.name}/{key}"] = _number(gain.get(name))
     for key, values in cross.items():
         finite = [v for v in values if math.isfinite(v)]
         out[key] = sum(finite) / len(finite) if finite else math.nan
