@@ -116,7 +116,7 @@ def test_a_model_of_long1_follows_long2s_speech_in_its_validation(long_pair, sta
     assert cross - deaf > DEAF_MARGIN, m
     gain = [m[f"val/cross/long2_obama_30fps/mouth_r_gain{s}"] for s in ("", "_lo", "_hi")]
     print(f"mouth_r over the deaf control on the same frames: {gain[0]:.3f} [{gain[1]:.3f}, {gain[2]:.3f}]")
-    assert gain[1] > 0, m  # above chance by the paired interval, not only by the margin
+    assert gain[1] > 0, m  # above its deaf control by the paired interval (measured 0.337 [0.170, 0.496])
 
 
 REPRO_STEPS = 500  # the first 400 steps of a 128 px long1 fit agree without deterministic algorithms; by 500 they part

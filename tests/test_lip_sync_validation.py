@@ -63,7 +63,8 @@ def test_validation_keys_equal_evaluate_on_the_same_checkpoint(run, synthetic_id
 
 def test_the_gain_over_the_deaf_control_is_evaluate_paired_of_the_kept_videos(run, reference, tmp_path):
     """val/cross/REF/mouth_r_gain (and its interval) equals `evaluate --paired` of the deaf and the listening
-    video the validation kept, each scored against REF with `evaluate --pred --target`."""
+    video the validation kept, each scored against REF with `evaluate --pred --target` (which neither shifts REF
+    by its sound/mouth offset nor trims it to eval.cross_seconds: this 3 s REF needs neither)."""
     m = json.loads((run / "summary.json").read_text())["metrics"]
     for name in ("live", "deaf"):
         video = run / "val" / f"step_000020_cross-other_speaker{'-deaf' if name == 'deaf' else ''}.mp4"
