@@ -11,7 +11,8 @@ would give for the checkpoint of that step.
   interval among them); with eval.deaf_control the same weights with every audio input silenced ->
   val/cross_*_deaf, the chance level of that reference, and per reference val/cross/<name>/mouth_r_gain
   (mouth_r over the deaf one's on the same frames) with its paired 95 % interval mouth_r_gain_lo / _hi
-  (hm_talker/metrics/mouth_paired.py): a lower bound above 0 says the mouth follows that speech beyond chance.
+  (hm_talker/metrics/mouth_paired.py): a lower bound above 0 says this checkpoint's mouth follows that speech
+  beyond its deaf control, at 95 %.
 """
 from __future__ import annotations
 
