@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from conftest import SMALL
@@ -55,6 +56,12 @@ def test_validation_keys_equal_evaluate_on_the_same_checkpoint(run, synthetic_id
         assert same(summary[key], self_m[name]), (key, summary[key], self_m[name])
     for key, name in CROSS.items():
         assert same(summary[key], cross_m[name]), (key, summary[key], cross_m[name])
+    # the mouths each validation keeps (what `compare --baseline` pairs) are evaluate's mouth.npz of that checkpoint
+    for kept, folder in (("step_000020_self.mouth.npz", "self"), ("step_000020_cross-other_speaker.mouth.npz", "cross")):
+        with np.load(run / "val" / kept, allow_pickle=False) as a, np.load(tmp_path / folder / "mouth.npz") as b:
+            for key in ("generated", "reference"):
+                np.testing.assert_allclose(a[key], b[key], atol=1e-9, err_msg=f"{kept} {key}")
+                assert np.isfinite(a[key]).sum() >= 14  # every frame of the 14 held-out and of the reference has a face
     # not vacuous: the mouths were found and measured in both protocols
     assert summary["val/mouth_r"] is not None and summary["val/cross_mouth_r"] is not None
     assert summary["val/mouth_r_lo"] < summary["val/mouth_r"] < summary["val/mouth_r_hi"]

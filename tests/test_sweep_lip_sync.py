@@ -38,7 +38,7 @@ def test_compare_sweep_marks_the_hearing_model_best(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "cmp"
     r = subprocess.run([sys.executable, "-m", "hm_talker.cli", "compare", "--sweep", "deaf-control", "--runs",
-                        str(runs), "--out", str(out), "--wandb"], capture_output=True, text=True, timeout=600,
+                        str(runs), "--out", str(out), "--wandb", "--baseline", "model.silence_audio=True"], capture_output=True, text=True, timeout=600,
                        cwd=REPO, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     print(r.stdout)
@@ -50,6 +50,13 @@ def test_compare_sweep_marks_the_hearing_model_best(tmp_path):
     assert table["metrics"][:8] == ["val/psnr_face", "val/lpips_face", "val/mouth_r", "val/mouth_amp",
                                     "val/mouth_jitter", "val/cross_mouth_r", "val/cross_mouth_amp",
                                     "val/cross_mouth_jitter"]
+    # paired on the reference's frames with the deaf run of its seed: the hearing model is above it, at 95 %
+    pairs = json.loads((out / "paired.json").read_text())["pairs"]
+    cross = [p for p in pairs if p["reference"] == "cross-reference"]
+    assert len(cross) == 1 and "silence_audio=False" in cross[0]["row"], pairs
+    assert cross[0]["verdict"] == "above" and cross[0]["mouth_r_diff_lo"] > 0.1, cross
+    assert cross[0]["mouth_r_b"] == pytest.approx(stats[hearing]["val/cross_mouth_r"]["mean"], abs=0.05)
+    assert "## Paired against model.silence_audio=True" in (out / "comparison.md").read_text()
     # the comparison went into the sweep's W&B group: a table and one chart per metric, offline
     wandb_run = next((out / "wandb").glob("offline-run-*"))
     logged = [p.name for p in wandb_run.rglob("*.table.json")]

@@ -11,7 +11,8 @@ from hm_talker.errors import InputError
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`hm-talker compare RUN_DIR... --out DIR` (or `--sweep NAME`, or `--wandb-project P`)."""
+    """`hm-talker compare RUN_DIR... --out DIR` (or `--sweep NAME`, or `--wandb-project P`; `--baseline GROUP`:
+    paired, hm_talker/compare/paired.py)."""
     parser = argparse.ArgumentParser(description="Compare HM-Talker runs grouped by ablation.")
     parser.add_argument("run_dirs", nargs="*", help="run directories, or folders holding them")
     parser.add_argument("--out", required=True, help="output folder for comparison.md and plots")
@@ -24,11 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true",
                         help="also log the comparison (a table, a bar chart per metric with the seed spread) into "
                              "W&B, in the sweep's group (offline unless logged in)")
+    parser.add_argument("--baseline", metavar="GROUP",
+                        help="also pair every other group's runs with this group's run of the same seed on one "
+                             "reference mouth (mouth_r difference with a paired 95 %% interval; needs run folders)")
     args = parser.parse_args(argv)
     from hm_talker.safe_output import output_dir
 
     if not (args.wandb_project or args.run_dirs or args.sweep):
         parser.error("give run directories, --sweep or --wandb-project")
+    if args.baseline and args.wandb_project:
+        parser.error("--baseline pairs the runs' mouths kept in their folders: give run directories or --sweep")
     try:
         with output_dir(args.out, "compare"):  # OUT: new, empty or ours; nothing left on failure
             if args.sweep:
@@ -44,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                 table = compare_records(records, args.out, args.metrics)
                 groups = {r.group for r in records}
                 group = groups.pop() if len(groups) == 1 else "comparison"
+            if args.baseline:
+                from hm_talker.compare.paired import write_pairs
+                write_pairs(records, args.baseline, args.out)
             if args.wandb:
                 from hm_talker.compare.wandb_log import log_comparison
                 print(f"W&B: comparison logged in group {group} ({log_comparison(table, records, group, args.out)})")

@@ -20,10 +20,10 @@ from hm_talker.errors import InputError
 TRAJECTORY_FILE = "mouth.npz"
 
 
-def save_trajectory(out: Path, generated, reference, inputs: dict) -> None:
-    """OUT/mouth.npz: float arrays ``generated`` and ``reference`` (openings, NaN without a face) and
-    ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
-    np.savez(Path(out) / TRAJECTORY_FILE, generated=np.asarray(generated, np.float64),
+def save_trajectory(out: Path, generated, reference, inputs: dict, file_name: str = TRAJECTORY_FILE) -> None:
+    """OUT/mouth.npz (or OUT/FILE_NAME): float arrays ``generated`` and ``reference`` (openings, NaN without a
+    face) and ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
+    np.savez(Path(out) / file_name, generated=np.asarray(generated, np.float64),
              reference=np.asarray(reference, np.float64),
              source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"}, default=str)))
 
@@ -36,6 +36,11 @@ def load_trajectory(folder) -> dict:
     if not path.is_file():
         raise InputError(folder, f"no {TRAJECTORY_FILE}: it holds no scored mouth (cross-driven by speech "
                                  "alone has no reference), or an older version wrote it: evaluate again")
+    return read_trajectory(path)
+
+
+def read_trajectory(path) -> dict:
+    """The arrays of one trajectory file (generated, reference, source text); InputError if torn or malformed."""
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in ("generated", "reference", "source")}

@@ -13,6 +13,10 @@ would give for the checkpoint of that step.
   (mouth_r over the deaf one's on the same frames) with its paired 95 % interval mouth_r_gain_lo / _hi
   (hm_talker/metrics/mouth_paired.py): a lower bound above 0 says this checkpoint's mouth follows that speech
   beyond its deaf control, at 95 %.
+
+Each validation also keeps its mouths in OUT_DIR (RUN_DIR/val/): step_<step>_self.mouth.npz and
+step_<step>_cross-<reference>.mouth.npz, the per-frame generated and reference openings (`hm-talker evaluate`'s
+mouth.npz format), so `hm-talker compare --baseline GROUP` can pair two runs' final validations on one reference.
 """
 from __future__ import annotations
 
@@ -45,16 +49,42 @@ def _number(v) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.nan
 
 
+TRAJECTORY_SUFFIX = ".mouth.npz"  # a validation's mouth trajectory beside its videos in RUN_DIR/val/
+
+
+def trajectory_name(step: int, reference: str | None = None) -> str:
+    """File name of a validation's mouth trajectory: step_<step>_self.mouth.npz or ..._cross-<reference>.mouth.npz."""
+    return f"step_{step:06d}_{'self' if reference is None else 'cross-' + reference}{TRAJECTORY_SUFFIX}"
+
+
+def _keep_trajectory(metrics: dict, out_dir: Path, step: int, reference=None) -> dict | None:
+    """Save metrics' mouth trajectory (if any) as trajectory_name(step, reference.name) and return it."""
+    from hm_talker.evaluation.paired import save_trajectory
+    from hm_talker.metrics.mouth import TRAJECTORY_KEY
+
+    mouth = metrics.get(TRAJECTORY_KEY)
+    name = trajectory_name(step, None if reference is None else reference.name)
+    if mouth is None:
+        (Path(out_dir) / name).unlink(missing_ok=True)  # a resumed run's earlier file is not this step's
+        return None
+    inputs = {"protocol": "validation", "step": step,
+              "reference": "held-out frames" if reference is None else str(reference.path)}
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    save_trajectory(Path(out_dir), mouth["generated"], mouth["reference"], inputs, name)
+    return mouth
+
+
 def validation_scores(model, root: Path, manifest: dict, references: list, out_dir: Path, step: int,
                       deaf_control: bool = False) -> dict[str, float]:
     """The val/... scores of the model as it is now (NaN where a metric does not apply); the driven
-    videos go to OUT_DIR/step_<step>_cross-<reference>.mp4."""
+    videos go to OUT_DIR/step_<step>_cross-<reference>.mp4, the mouths to trajectory_name(step, ...)."""
     from hm_talker.evaluation.protocols import cross_reference, self_driven
     from hm_talker.metrics.mouth import TRAJECTORY_KEY
     from hm_talker.metrics.mouth_paired import paired_difference
 
     out = {}
     m = self_driven(model, root, manifest)
+    _keep_trajectory(m, out_dir, step)
     out.update({f"val/{k}": _number(m.get(k)) for k in SELF_KEYS})
     cross: dict[str, list[float]] = {}
     for ref in references:
@@ -63,7 +93,7 @@ def validation_scores(model, root: Path, manifest: dict, references: list, out_d
         for suffix, silent in runs:
             video = Path(out_dir) / f"step_{step:06d}_cross-{ref.name}{suffix.replace('_', '-')}.mp4"
             c = cross_reference(model, root, manifest, ref, video, silent=silent)
-            mouths[suffix] = c.get(TRAJECTORY_KEY)
+            mouths[suffix] = _keep_trajectory(c, out_dir, step, ref) if not silent else c.get(TRAJECTORY_KEY)
             for k in (*CROSS_KEYS, *INTERVAL_KEYS):
                 out[f"val/cross/{ref.name}/{k}{suffix}"] = _number(c.get(k))
             for k in CROSS_KEYS:

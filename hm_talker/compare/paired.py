@@ -1,0 +1,150 @@
+"""`hm-talker compare ... --baseline GROUP`: every other group's runs paired with the baseline's runs of the same
+seed on one reference mouth, frame by frame (mouth_r B - A with Zou's 95 % interval,
+hm_talker/metrics/mouth_paired.py), beside the table of means.
+
+Two runs driven by one reference are not independent (both do well where the speech is easy to read), so the
+spread of their means over seeds says less than a paired interval on each seed. The mouths come from the run
+folders: an evaluation's OUT/mouth.npz (its one reference), a fit's latest validation
+(RUN_DIR/val/step_<step>_self.mouth.npz and step_<step>_cross-<reference>.mouth.npz). Runs are paired within one
+evaluation protocol; a pair whose reference mouths differ (another clip, another held-out split) is reported as
+such, never compared.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hm_talker.compare.records import RunRecord
+from hm_talker.errors import InputError
+
+EVALUATION_REFERENCE = "evaluation"  # the key of an evaluation folder's one reference mouth
+_VAL_FILE = re.compile(r"step_(\d+)_(self|cross-.+)\.mouth\.npz$")
+
+
+def run_trajectories(record: RunRecord) -> dict[str, Path]:
+    """{reference key: trajectory file} of a run folder: `evaluation` for an evaluation's mouth.npz, `self` and
+    `cross-<reference>` for a fit's latest validation of each (none for W&B records)."""
+    from hm_talker.evaluation.paired import TRAJECTORY_FILE
+
+    if not record.source or not Path(record.source).is_dir():
+        return {}
+    folder = Path(record.source)
+    found: dict[str, Path] = {}
+    if (folder / TRAJECTORY_FILE).is_file():
+        found[EVALUATION_REFERENCE] = folder / TRAJECTORY_FILE
+    latest: dict[str, int] = {}
+    for path in sorted((folder / "val").glob("step_*.mouth.npz")):
+        m = _VAL_FILE.match(path.name)
+        if m and int(m.group(1)) >= latest.get(m.group(2), -1):
+            latest[m.group(2)], found[m.group(2)] = int(m.group(1)), path
+    return found
+
+
+@dataclass
+class Pair:
+    row: str  # the compared group's table row
+    run: str
+    baseline_run: str
+    seed: object
+    reference: str
+    result: dict | None  # paired_difference's keys, None when not compared
+    note: str = ""
+
+    def verdict(self) -> str:
+        r = self.result
+        if r is None:
+            return self.note
+        if r["mouth_r_diff_lo"] is None:
+            return "; ".join(r["notes"].values()) or "no interval"
+        return "above" if r["mouth_r_diff_lo"] > 0 else "below" if r["mouth_r_diff_hi"] < 0 else "not told apart"
+
+
+def _in_group(record: RunRecord, group: str) -> bool:
+    """A record of GROUP (a sweep row may carry an "[n/m seeds]" tag after the label)."""
+    return record.group == group or record.group.startswith(group + " [")
+
+
+def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
+    """Each non-baseline run paired with the baseline run of its protocol and seed on every reference both hold."""
+    from hm_talker.compare.table import row_label
+    from hm_talker.evaluation.paired import read_trajectory, reference_mismatch
+    from hm_talker.metrics.mouth_paired import paired_difference
+
+    base = [r for r in records if _in_group(r, baseline)]
+    if not base:
+        groups = sorted({r.group for r in records})
+        raise InputError(None, f"--baseline {baseline!r} is none of the compared groups ({', '.join(groups)})")
+    pairs = []
+    for rec in records:
+        if _in_group(rec, baseline):
+            continue
+        row, mine = row_label(rec.group, rec.protocol), run_trajectories(rec)
+        if not mine:
+            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, "no mouth trajectory in the run folder"))
+            continue
+        match = sorted((b for b in base if b.protocol == rec.protocol and b.seed == rec.seed), key=lambda b: b.name)
+        if not match:
+            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, f"no {baseline} run with seed {rec.seed}"))
+            continue
+        other = run_trajectories(match[0])
+        for key in sorted(mine):
+            if key not in other:
+                pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, None, f"{match[0].name} has no {key} mouth"))
+                continue
+            a, b = read_trajectory(other[key]), read_trajectory(mine[key])
+            why = reference_mismatch(a["reference"], b["reference"])
+            if why:
+                pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, None, f"different reference mouths ({why})"))
+                continue
+            pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key,
+                              paired_difference(a["reference"], a["generated"], b["generated"])))
+    return pairs
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:+.3f}"
+
+
+def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
+    """The pairs as a markdown section: a row per pair, then per group and reference how many are above/below."""
+    lines = [f"## Paired against {baseline}", "",
+             "mouth_r of each run (B) minus that of the baseline run of its seed (A) on one reference mouth, frame by "
+             "frame, with Zou's 95 % interval; above / below: the interval excludes 0.", "",
+             "| row | seed | reference | baseline run | frames | A | B | B - A [95 %] | verdict |",
+             "|---|---|---|---|---:|---:|---:|---|---|"]
+    for p in pairs:
+        r = p.result or {}
+        interval = ("n/a" if r.get("mouth_r_diff") is None else
+                    f"{_num(r['mouth_r_diff'])} [{_num(r.get('mouth_r_diff_lo'))}, {_num(r.get('mouth_r_diff_hi'))}]")
+        lines.append(f"| {p.row} | {p.seed} | {p.reference or '-'} | {p.baseline_run or '-'} | "
+                     f"{r.get('mouth_frames', '-')} | {_num(r.get('mouth_r_a'))} | {_num(r.get('mouth_r_b'))} | "
+                     f"{interval} | {p.verdict()} |")
+    tally: dict[tuple, list[Pair]] = {}
+    for p in pairs:
+        if p.result is not None and p.result.get("mouth_r_diff") is not None:
+            tally.setdefault((p.row, p.reference), []).append(p)
+    if tally:
+        lines += ["", "| row | reference | pairs | mean B - A | above | below | not told apart |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for (row, ref), ps in tally.items():
+            verdicts = [p.verdict() for p in ps]
+            mean = sum(p.result["mouth_r_diff"] for p in ps) / len(ps)
+            lines.append(f"| {row} | {ref} | {len(ps)} | {mean:+.3f} | {verdicts.count('above')} | "
+                         f"{verdicts.count('below')} | {verdicts.count('not told apart')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[Pair]:
+    """Pair the runs against BASELINE; append the section to OUT/comparison.md, write OUT/paired.json, print it."""
+    pairs = paired_against(records, baseline)
+    text = pairs_markdown(pairs, baseline)
+    out = Path(out_dir)
+    with open(out / "comparison.md", "a") as f:
+        f.write("\n" + text)
+    rows = [{"row": p.row, "run": p.run, "baseline_run": p.baseline_run, "seed": p.seed, "reference": p.reference,
+             "verdict": p.verdict(), **{k: v for k, v in (p.result or {}).items() if k != "notes"}} for p in pairs]
+    (out / "paired.json").write_text(json.dumps({"baseline": baseline, "pairs": rows}, indent=2, default=str) + "\n")
+    print(text)
+    return pairs
