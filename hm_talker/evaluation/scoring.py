@@ -15,7 +15,7 @@ import numpy as np
 from hm_talker.constants import MOUTH_LANDMARKS
 from hm_talker.data.clips import CHUNK_FRAMES
 from hm_talker.metrics import METRIC_KEYS, MOUTH_PAIR_KEYS, ClipScorer
-from hm_talker.metrics.mouth import TRAJECTORY_KEY, mouth_opening, mouth_scores, opening_stats
+from hm_talker.metrics.mouth import TRAJECTORY_KEY, mouth_opening, opening_stats, score_openings
 from hm_talker.metrics.sync import SyncStream
 
 IMAGE_KEYS = ("psnr", "ssim", "lpips", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "aue_lower",
@@ -164,14 +164,12 @@ def score_mouth_against(metrics: dict, pred_landmarks: np.ndarray, ref_landmarks
     the same sound) to `metrics` from :func:`score_generated`; the first min(T_pred, T_ref) frames count."""
     pred_open, ref_open = mouth_opening(pred_landmarks), mouth_opening(ref_landmarks)
     n = min(len(pred_open), len(ref_open))
-    scores = mouth_scores(pred_open[:n], ref_open[:n])
+    scores = score_openings(pred_open, ref_open)
     notes = metrics["notes"]
-    for key in MOUTH_PAIR_KEYS:
+    for key in (*MOUTH_PAIR_KEYS, "mouth_frames_skipped", TRAJECTORY_KEY):
         metrics[key] = scores[key]
         notes.pop(key, None)
     notes.update(scores["notes"])
-    metrics["mouth_frames_skipped"] = int(n - scores["mouth_frames"])
-    metrics[TRAJECTORY_KEY] = {"generated": pred_open[:n], "reference": ref_open[:n]}
     metrics["reference_frames"] = int(len(ref_open))
     if len(ref_open) != len(pred_open):
         notes["reference_frames"] = (f"REF has {len(ref_open)} frames at 25 fps, its sound drove "

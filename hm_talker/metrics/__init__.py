@@ -20,7 +20,7 @@ from .au import aue
 from .image import (PSNR_CAP_DB, ImageScores, as_masks, lpips_distance, lpips_face, psnr, psnr_face, ssim,
                     ssim_face)
 from .landmark import MEDIAPIPE_LIP_INDICES, lmd
-from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, TRAJECTORY_KEY, mouth_opening, mouth_scores, opening_stats
+from .mouth import MOUTH_PAIR_KEYS, MOUTH_SELF_KEYS, TRAJECTORY_KEY, mouth_opening, mouth_scores, opening_stats, score_openings
 from .seam import SeamStream
 from .sync import SyncStream, compute_sync, sync_scores
 
@@ -198,14 +198,10 @@ def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> No
         for key in MOUTH_PAIR_KEYS:
             notes[key] = "no reference mouth (no target frames)"
         return
-    to = mouth_opening(target_landmarks)
-    n = min(len(po), len(to))
-    out["mouth_frames_skipped"] = int((~(np.isfinite(po[:n]) & np.isfinite(to[:n]))).sum())
-    scores = mouth_scores(po, to)
-    for key in MOUTH_PAIR_KEYS:
+    scores = score_openings(po, mouth_opening(target_landmarks))
+    for key in (*MOUTH_PAIR_KEYS, "mouth_frames_skipped", TRAJECTORY_KEY):
         out[key] = scores[key]
     notes.update(scores["notes"])
-    out[TRAJECTORY_KEY] = {"generated": po[:n], "reference": to[:n]}
 
 
 __all__ = ["ClipScorer", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY",

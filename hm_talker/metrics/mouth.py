@@ -202,5 +202,16 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
     return out
 
 
+def score_openings(pred_opening, ref_opening) -> dict:
+    """:func:`mouth_scores` of the first min(T_pred, T_ref) frames, plus ``mouth_frames_skipped`` (those frames
+    without a face in both) and :data:`TRAJECTORY_KEY` (the openings scored: evaluate's OUT/mouth.npz)."""
+    p, r = np.asarray(pred_opening, np.float64), np.asarray(ref_opening, np.float64)
+    n = min(len(p), len(r))
+    out = mouth_scores(p[:n], r[:n])
+    out["mouth_frames_skipped"] = n - out["mouth_frames"]
+    out[TRAJECTORY_KEY] = {"generated": p[:n], "reference": r[:n]}
+    return out
+
+
 __all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY", "mouth_opening", "lagged_correlations", "effective_frames",
-           "r_interval", "opening_jitter", "opening_stats", "mouth_scores"]
+           "r_interval", "opening_jitter", "opening_stats", "mouth_scores", "score_openings"]
