@@ -175,8 +175,11 @@ def test_interval_bounds_of_single_runs_are_not_averaged_into_a_table():
     bounds = {"val/mouth_r_lo": -0.1, "val/mouth_r_hi": 0.8, "val/cross/REF/mouth_r_lo": 0.3,
               "val/cross/REF/mouth_r_hi_deaf": 0.2, "mouth_r_lo": 0.1, "mouth_r_hi": 0.6,
               "val/cross/REF/mouth_r_gain_lo": 0.1, "val/cross/REF/mouth_r_gain_hi": 0.5}
-    runs = [RunRecord(f"a{s}", "g", s, metrics={"val/mouth_r": 0.4 + s / 10, "mouth_r": 0.3,
-                                                "val/cross/REF/mouth_r_gain": 0.3, **bounds}) for s in (0, 1)]
+    runs = [RunRecord(f"a{s}", "g", s, metrics={"val/mouth_r": 0.4 + s / 10, "mouth_r": 0.3, "psnr_val": 30.0,
+                                                "val/cross_mouth_r_deaf": 0.1, "val/cross/REF/mouth_r_gain": 0.3,
+                                                "zz_other": 1.0, **bounds}) for s in (0, 1)]
     table = aggregate(runs)
-    assert table.metrics == ["val/mouth_r", "mouth_r", "val/cross/REF/mouth_r_gain"]
+    # no bound anywhere; the gain beside the validation's lip-sync columns, before psnr_val and the rest
+    assert table.metrics == ["val/mouth_r", "val/cross_mouth_r_deaf", "val/cross/REF/mouth_r_gain", "psnr_val",
+                             "mouth_r", "zz_other"]
     assert metric_direction("val/cross/REF/mouth_r_gain") == 1  # a gain over the deaf control: higher is better

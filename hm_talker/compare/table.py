@@ -192,8 +192,12 @@ def aggregate(records: Sequence[RunRecord], metrics: Sequence[str] | None = None
     if metrics is None:
         names = {k for r in records for k in r.metrics if _is_metric(k)}
         names -= _repeated_per_reference(records, names)
-        known = _VAL_ORDER + _KNOWN_ORDER
-        metrics = [m for m in known if m in names] + sorted(names - set(known))
+        # each reference's gain over its deaf control beside the deaf columns (lip sync first)
+        gains = sorted(k for k in names if base_metric(k) == "mouth_r_gain")
+        cut = _VAL_ORDER.index("psnr_val")
+        known = [m for m in _VAL_ORDER[:cut] if m in names] + gains + [m for m in _VAL_ORDER[cut:] + _KNOWN_ORDER
+                                                                       if m in names]
+        metrics = known + sorted(names - set(known))
     stats: dict[str, dict[str, MetricStats]] = {}
     for g in groups:
         members = [r for r in records if label[id(r)] == g]
