@@ -139,11 +139,17 @@ def test_every_ddp_rank_logs_the_same_lip_sync_values(synthetic_identity, refere
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
     args = [f"data.root={synthetic_identity}", f"run.dir={tmp_path}", "run.name=ddp", "trainer.max_steps=4",
             "trainer.devices=2", "trainer.val_every=4", "strategy.enabled=false", *SMALL,
-            f"eval.drive_video={reference}"]
+            f"eval.drive_video={reference}", "eval.deaf_control=true"]
     r = subprocess.run([sys.executable, str(Path(__file__).with_name("ddp_fit.py")), str(tmp_path), *args],
                        capture_output=True, text=True, timeout=1200, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.val.json").read_text()) for i in range(2)]
     assert len(ranks[0]) == len(ranks[1]) >= 2  # the validation at step 4 and fit's final one
-    assert ranks[0] == ranks[1]  # the same numbers on both ranks
-    assert set(SELF) | set(CROSS) <= set(ranks[0][-1]) and math.isfinite(ranks[0][-1]["val/mouth_amp"])
+    assert json.dumps(ranks[0]) == json.dumps(ranks[1])  # the same numbers on both ranks (NaN where both have none)
+    gain = [f"val/cross/other_speaker/mouth_r_gain{s}" for s in ("", "_lo", "_hi")]
+    assert set(SELF) | set(CROSS) | set(gain) | {"val/cross_mouth_r_deaf"} <= set(ranks[0][-1])
+    assert math.isfinite(ranks[0][-1]["val/mouth_amp"]) and math.isfinite(ranks[0][-1]["val/cross_mouth_r"])
+    # rank zero alone scored: one deaf and one listening video, and the mouths compare --baseline pairs
+    assert sorted(p.name for p in (tmp_path / "ddp" / "val").glob("*cross*")) == [
+        "step_000004_cross-other_speaker-deaf.mp4", "step_000004_cross-other_speaker.mouth.npz",
+        "step_000004_cross-other_speaker.mp4"]
