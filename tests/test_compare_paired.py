@@ -46,8 +46,11 @@ def test_a_copy_of_the_reference_is_above_the_baseline_seed_by_seed(tmp_path, mo
         # the earlier validation's mouth is unrelated; the latest (step 40) follows the reference: it is the one paired
         _fit_run(tmp_path, f"hear{seed}", "hear", seed, {(20, "spk"): (unrelated[2 + seed], ref),
                                                         (40, "spk"): (noisy, ref), (40, None): (held, held)})
-    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--baseline", "deaf"]) == 0
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--baseline", "deaf", "--wandb"]) == 0
     pairs = json.loads((tmp_path / "cmp" / "paired.json").read_text())["pairs"]
+    logged = next((tmp_path / "cmp" / "wandb").glob("offline-run-*/files/media/table/comparison/paired_*.table.json"))
+    table = json.loads(logged.read_text())  # the pairs went into the comparison's W&B run too
+    assert len(table["data"]) == len(pairs) == 4 and "verdict" in table["columns"]
     cross = sorted((p for p in pairs if p["reference"] == "cross-spk"), key=lambda p: p["seed"])
     assert [(p["run"], p["baseline_run"], p["verdict"]) for p in cross] == [("hear0", "deaf0", "above"),
                                                                              ("hear1", "deaf1", "above")]

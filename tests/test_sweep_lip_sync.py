@@ -60,5 +60,6 @@ def test_compare_sweep_marks_the_hearing_model_best(tmp_path):
     # the comparison went into the sweep's W&B group: a table and one chart per metric, offline
     wandb_run = next((out / "wandb").glob("offline-run-*"))
     logged = [p.name for p in wandb_run.rglob("*.table.json")]
+    assert any(n.startswith("paired_") for n in logged), logged  # compare --baseline's pairs
     assert any(n.startswith("table_") for n in logged) and any(n.startswith("val_cross_mouth_r_table") or
                                                                "cross_mouth_r" in n for n in logged), logged

@@ -50,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
                 table = compare_records(records, args.out, args.metrics)
                 groups = {r.group for r in records}
                 group = groups.pop() if len(groups) == 1 else "comparison"
+            pairs = None
             if args.baseline:
                 from hm_talker.compare.paired import write_pairs
-                write_pairs(records, args.baseline, args.out)
+                pairs = write_pairs(records, args.baseline, args.out)
             if args.wandb:
                 from hm_talker.compare.wandb_log import log_comparison
-                print(f"W&B: comparison logged in group {group} ({log_comparison(table, records, group, args.out)})")
+                where = log_comparison(table, records, group, args.out, pairs)
+                print(f"W&B: comparison logged in group {group} ({where})")
     except (InputError, RuntimeError) as exc:  # errors on stderr, as every other command
         print(f"hm-talker: error: {exc}", file=sys.stderr)
         return 2

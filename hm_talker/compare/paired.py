@@ -136,8 +136,9 @@ def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[Pair]:
-    """Pair the runs against BASELINE; append the section to OUT/comparison.md, write OUT/paired.json, print it."""
+def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[dict]:
+    """Pair the runs against BASELINE; append the section to OUT/comparison.md, write OUT/paired.json, print it;
+    returns paired.json's rows."""
     pairs = paired_against(records, baseline)
     text = pairs_markdown(pairs, baseline)
     out = Path(out_dir)
@@ -147,4 +148,4 @@ def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[Pair]:
              "verdict": p.verdict(), **{k: v for k, v in (p.result or {}).items() if k != "notes"}} for p in pairs]
     (out / "paired.json").write_text(json.dumps({"baseline": baseline, "pairs": rows}, indent=2, default=str) + "\n")
     print(text)
-    return pairs
+    return rows

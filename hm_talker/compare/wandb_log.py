@@ -16,8 +16,14 @@ def _common(records: list[RunRecord], key: str, default: str) -> str:
     return values.pop() if len(values) == 1 else default
 
 
-def log_comparison(table: ComparisonTable, records: list[RunRecord], group: str, out_dir) -> str:
-    """Log the comparison into the W&B group `group`; returns the run's directory."""
+PAIR_COLUMNS = ("row", "seed", "reference", "run", "baseline_run", "mouth_frames", "mouth_r_a", "mouth_r_b",
+                "mouth_r_diff", "mouth_r_diff_lo", "mouth_r_diff_hi", "verdict")
+
+
+def log_comparison(table: ComparisonTable, records: list[RunRecord], group: str, out_dir,
+                   pairs: list | None = None) -> str:
+    """Log the comparison into the W&B group `group` (with `compare --baseline`'s pairs as `comparison/paired`,
+    rows as in paired.json); returns the run's directory."""
     import wandb
 
     from hm_talker.compare.plots import metric_file_name
@@ -43,6 +49,9 @@ def log_comparison(table: ComparisonTable, records: list[RunRecord], group: str,
         png = Path(out_dir) / f"metric_{metric_file_name(m)}.png"
         if png.is_file():  # the same bars with the seed spread as error bars
             logged[f"comparison/{m}_spread"] = wandb.Image(str(png), caption=f"{m}: mean ± std over seeds")
+    if pairs:
+        logged["comparison/paired"] = wandb.Table(columns=list(PAIR_COLUMNS),
+                                                  data=[[_value(p.get(c)) for c in PAIR_COLUMNS] for p in pairs])
     run.log(logged)
     best = {m: table.best_group(m) for m in table.metrics}
     run.summary.update({f"best/{m}": g for m, g in best.items() if g is not None})
