@@ -20,12 +20,13 @@ def _smooth(rng, n=300, phi=0.85) -> np.ndarray:
     return x
 
 
-def _fit_run(root, name, group, seed, mouths: dict) -> None:
+def _fit_run(root, name, group, seed, mouths: dict, identity: str = "ident") -> None:
     """A fit's run folder: summary.json and RUN/val/ trajectories {(step, reference or None): (generated, ref)}."""
     run = root / name
     (run / "val").mkdir(parents=True)
     (run / "summary.json").write_text(json.dumps({"name": name, "group": group, "seed": seed, "tags": [],
-                                                  "config": {}, "metrics": {"val/cross_mouth_r": 0.0}}))
+                                                  "config": {"data.root": identity},
+                                                  "metrics": {"val/cross_mouth_r": 0.0}}))
     for (step, ref), (gen, reference) in mouths.items():
         save_trajectory(run / "val", gen, reference, {"step": step}, trajectory_name(step, ref))
 
@@ -71,12 +72,14 @@ def test_pairs_that_cannot_be_made_are_said_not_compared(tmp_path, mouths):
     _fit_run(tmp_path, "no_seed", "hear", 7, {(20, "spk"): (ref, ref)})
     _fit_run(tmp_path, "no_mouth", "hear", 0, {})
     _fit_run(tmp_path, "new_ref", "hear2", 0, {(20, "spk2"): (ref, ref)})
+    _fit_run(tmp_path, "other_face", "hear", 0, {(20, "spk"): (ref, ref)}, identity="face2")  # same speaker, other model
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--baseline", "deaf"]) == 0
     verdicts = {p["run"]: p["verdict"] for p in json.loads((tmp_path / "cmp" / "paired.json").read_text())["pairs"]}
     assert verdicts["other_ref"].startswith("different reference mouths")
-    assert verdicts["no_seed"] == "no deaf run with seed 7"
+    assert verdicts["no_seed"] == "no deaf run with seed 7 on ident"
     assert verdicts["no_mouth"] == "no mouth trajectory in the run folder"
     assert verdicts["new_ref"] == "deaf0 has no cross-spk2 mouth"
+    assert verdicts["other_face"] == "no deaf run with seed 0 on face2"
 
 
 def test_an_unknown_baseline_and_wandb_runs_are_refused_in_one_line(tmp_path, mouths, capsys):

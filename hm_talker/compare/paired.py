@@ -6,7 +6,8 @@ Two runs driven by one reference are not independent (both do well where the spe
 spread of their means over seeds says less than a paired interval on each seed. The mouths come from the run
 folders: an evaluation's OUT/mouth.npz (its one reference), a fit's latest validation
 (RUN_DIR/val/step_<step>_self.mouth.npz and step_<step>_cross-<reference>.mouth.npz). Runs are paired within one
-evaluation protocol; a pair whose reference mouths differ (another clip, another held-out split) is reported as
+evaluation protocol and one identity (the same `data.root`: two faces driven by one speaker share the reference
+mouth, not the model); a pair whose reference mouths differ (another clip, another held-out split) is reported as
 such, never compared.
 """
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _in_group(record: RunRecord, group: str) -> bool:
 
 
 def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
-    """Each non-baseline run paired with the baseline run of its protocol and seed on every reference both hold."""
+    """Each non-baseline run paired with the baseline run of its protocol, seed and identity (data.root) on every
+    reference both hold."""
     from hm_talker.compare.table import row_label
     from hm_talker.evaluation.paired import read_trajectory, reference_mismatch
     from hm_talker.metrics.mouth_paired import paired_difference
@@ -84,9 +86,12 @@ def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
         if not mine:
             pairs.append(Pair(row, rec.name, "", rec.seed, "", None, "no mouth trajectory in the run folder"))
             continue
-        match = sorted((b for b in base if b.protocol == rec.protocol and b.seed == rec.seed), key=lambda b: b.name)
+        ident = rec.config.get("data.root")
+        match = sorted((b for b in base if b.protocol == rec.protocol and b.seed == rec.seed
+                        and b.config.get("data.root") == ident), key=lambda b: b.name)
         if not match:
-            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, f"no {baseline} run with seed {rec.seed}"))
+            where = f" on {ident}" if ident else ""
+            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, f"no {baseline} run with seed {rec.seed}{where}"))
             continue
         other = run_trajectories(match[0])
         for key in sorted(mine):
