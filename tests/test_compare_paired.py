@@ -28,7 +28,7 @@ def _fit_run(root, name, group, seed, mouths: dict, identity: str = "ident") -> 
                                                   "config": {"data.root": identity},
                                                   "metrics": {"val/cross_mouth_r": 0.0}}))
     for (step, ref), (gen, reference) in mouths.items():
-        save_trajectory(run / "val", gen, reference, {"step": step}, trajectory_name(step, ref))
+        save_trajectory(run / "val", {"generated": gen, "reference": reference}, {"step": step}, trajectory_name(step, ref))
 
 
 @pytest.fixture()

@@ -71,7 +71,7 @@ def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
     """Each non-baseline run paired with the baseline run of its protocol, seed and identity (data.root) on every
     reference both hold."""
     from hm_talker.compare.table import row_label
-    from hm_talker.evaluation.paired import read_trajectory, reference_mismatch
+    from hm_talker.evaluation.paired import frame_differences, read_trajectory, reference_mismatch
     from hm_talker.metrics.mouth_paired import paired_difference
 
     base = [r for r in records if _in_group(r, baseline)]
@@ -103,8 +103,10 @@ def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
             if why:
                 pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, None, f"different reference mouths ({why})"))
                 continue
-            pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key,
-                              paired_difference(a["reference"], a["generated"], b["generated"])))
+            result = paired_difference(a["reference"], a["generated"], b["generated"])
+            frames = frame_differences(a, b)  # psnr_face / lpips_face on the same real frames, when both hold them
+            result.update({k: v for k, v in frames.items() if k != "notes"})
+            pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, result))
     return pairs
 
 
@@ -112,20 +114,30 @@ def _num(v) -> str:
     return "n/a" if v is None else f"{v:+.3f}"
 
 
+def _psnr_cell(r: dict) -> str:
+    """psnr_face B - A [95 %] in dB (held-out frames: the renders of the same real frames), '-' without."""
+    if r.get("psnr_face_diff") is None:
+        return "-"
+    lo, hi = r.get("psnr_face_diff_lo"), r.get("psnr_face_diff_hi")
+    bounds = "" if lo is None else f" [{lo:+.2f}, {hi:+.2f}]"
+    return f"{r['psnr_face_diff']:+.2f}{bounds}"
+
+
 def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
     """The pairs as a markdown section: a row per pair, then per group and reference how many are above/below."""
     lines = [f"## Paired against {baseline}", "",
              "mouth_r of each run (B) minus that of the baseline run of its seed (A) on one reference mouth, frame by "
-             "frame, with Zou's 95 % interval; above / below: the interval excludes 0.", "",
-             "| row | seed | reference | baseline run | frames | A | B | B - A [95 %] | verdict |",
-             "|---|---|---|---|---:|---:|---:|---|---|"]
+             "frame, with Zou's 95 % interval; above / below: the interval excludes 0. psnr_face (dB), where both "
+             "were scored against the same real frames: B - A with a paired 95 % interval.", "",
+             "| row | seed | reference | baseline run | frames | A | B | B - A [95 %] | verdict | psnr_face B - A [95 %] |",
+             "|---|---|---|---|---:|---:|---:|---|---|---|"]
     for p in pairs:
         r = p.result or {}
         interval = ("n/a" if r.get("mouth_r_diff") is None else
                     f"{_num(r['mouth_r_diff'])} [{_num(r.get('mouth_r_diff_lo'))}, {_num(r.get('mouth_r_diff_hi'))}]")
         lines.append(f"| {p.row} | {p.seed} | {p.reference or '-'} | {p.baseline_run or '-'} | "
                      f"{r.get('mouth_frames', '-')} | {_num(r.get('mouth_r_a'))} | {_num(r.get('mouth_r_b'))} | "
-                     f"{interval} | {p.verdict()} |")
+                     f"{interval} | {p.verdict()} | {_psnr_cell(r)} |")
     tally: dict[tuple, list[Pair]] = {}
     for p in pairs:
         if p.result is not None and p.result.get("mouth_r_diff") is not None:

@@ -20,11 +20,16 @@ from hm_talker.errors import InputError
 TRAJECTORY_FILE = "mouth.npz"
 
 
-def save_trajectory(out: Path, generated, reference, inputs: dict, file_name: str = TRAJECTORY_FILE) -> None:
-    """OUT/mouth.npz (or OUT/FILE_NAME): float arrays ``generated`` and ``reference`` (openings, NaN without a
-    face) and ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
-    np.savez(Path(out) / file_name, generated=np.asarray(generated, np.float64),
-             reference=np.asarray(reference, np.float64),
+FRAME_ARRAYS = ("psnr_face", "lpips_face")  # optional per-frame scores of the same frames (scored against real ones)
+
+
+def save_trajectory(out: Path, trajectory: dict, inputs: dict, file_name: str = TRAJECTORY_FILE) -> None:
+    """OUT/mouth.npz (or OUT/FILE_NAME) of a scorer's trajectory: float arrays ``generated`` and ``reference``
+    (openings, NaN without a face), those of FRAME_ARRAYS it holds (per frame, NaN where not scored) and
+    ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
+    arrays = {k: np.asarray(trajectory[k], np.float64) for k in ("generated", "reference", *FRAME_ARRAYS)
+              if trajectory.get(k) is not None}
+    np.savez(Path(out) / file_name, **arrays,
              source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"}, default=str)))
 
 
@@ -44,10 +49,12 @@ def read_trajectory(path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in ("generated", "reference", "source")}
+            data.update({k: z[k] for k in FRAME_ARRAYS if k in z.files})
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise InputError(path, f"unreadable mouth trajectory ({exc})") from None
-    if data["generated"].shape != data["reference"].shape or data["generated"].ndim != 1:
-        raise InputError(path, "the generated and reference trajectories differ in shape")
+    if any(data[k].shape != data["generated"].shape for k in ("reference", *FRAME_ARRAYS) if k in data) \
+            or data["generated"].ndim != 1:
+        raise InputError(path, "the trajectories of its frames differ in length")
     data["source"] = str(data["source"])
     return data
 
@@ -67,14 +74,39 @@ def reference_mismatch(a: np.ndarray, b: np.ndarray) -> str | None:
     return None if worst <= REFERENCE_TOLERANCE else f"openings up to {worst:.4f} apart"
 
 
+def _where(lo: float, hi: float) -> str:
+    return "B above A" if lo > 0 else "B below A" if hi < 0 else "not told apart"
+
+
 def verdict(m: dict) -> str:
-    """One line: what the paired interval says about B against A."""
+    """What the paired intervals say about B against A: mouth_r, then each per-frame image score both hold."""
     if m["mouth_r_diff_lo"] is None:
-        return "no interval: " + "; ".join(m["notes"].values())
-    d, lo, hi = m["mouth_r_diff"], m["mouth_r_diff_lo"], m["mouth_r_diff_hi"]
-    where = "B above A" if lo > 0 else "B below A" if hi < 0 else "not told apart"
-    return (f"mouth_r A {m['mouth_r_a']:.3f}, B {m['mouth_r_b']:.3f}; B - A {d:+.3f} [95 %: {lo:+.3f}, {hi:+.3f}] "
-            f"over {m['mouth_frames']} frames: {where}")
+        line = "no interval: " + "; ".join(v for k, v in m["notes"].items() if k.startswith("mouth_r"))
+    else:
+        d, lo, hi = m["mouth_r_diff"], m["mouth_r_diff_lo"], m["mouth_r_diff_hi"]
+        line = (f"mouth_r A {m['mouth_r_a']:.3f}, B {m['mouth_r_b']:.3f}; B - A {d:+.3f} [95 %: {lo:+.3f}, "
+                f"{hi:+.3f}] over {m['mouth_frames']} frames: {_where(lo, hi)}")
+    for key in FRAME_ARRAYS:
+        if m.get(f"{key}_diff_lo") is not None:
+            d, lo, hi = m[f"{key}_diff"], m[f"{key}_diff_lo"], m[f"{key}_diff_hi"]
+            line += (f"\n  {key} A {m[key + '_a']:.4f}, B {m[key + '_b']:.4f}; B - A {d:+.4f} [95 %: {lo:+.4f}, "
+                     f"{hi:+.4f}]: {_where(lo, hi)}")
+    return line
+
+
+def frame_differences(a: dict, b: dict) -> dict:
+    """B - A of each per-frame image score both trajectories hold (the same real frames), with its paired 95 %
+    interval (hm_talker/metrics/frame_paired.py); notes say why one is missing."""
+    from hm_talker.metrics.frame_paired import paired_mean_difference
+
+    out, notes = {}, {}
+    for key in FRAME_ARRAYS:
+        if key in a and key in b:
+            values, why = paired_mean_difference(key, a[key], b[key])
+            out.update(values)
+            if why:
+                notes[f"{key}_diff"] = why
+    return {**out, "notes": notes}
 
 
 def evaluate_paired(a_dir, b_dir, out_dir) -> dict:
@@ -87,21 +119,27 @@ def evaluate_paired(a_dir, b_dir, out_dir) -> dict:
         raise InputError(b_dir, f"not scored against the same reference mouth as {a_dir} ({why}): a paired "
                                 f"comparison needs one reference (A: {a['source']}; B: {b['source']})")
     m = paired_difference(a["reference"], a["generated"], b["generated"])
+    frames = frame_differences(a, b)
+    m.update({k: v for k, v in frames.items() if k != "notes"})
+    m["notes"] = {**m["notes"], **frames["notes"]}
     line = verdict(m)
-    m["notes"] = {**m["notes"], "method": (
+    m["notes"]["method"] = (
         "mouth_r_a / mouth_r_b: each run's mouth_r on the frames with a face in all three clips; mouth_r_diff = "
         "B - A with Zou's (2007) 95 % interval for two correlations with a common reference, each single "
         "interval on its effective frames (hm_talker/metrics/mouth_paired.py); mouth_r_ab: the two generated "
-        "mouths' correlation")}
+        "mouths' correlation. psnr_face / lpips_face (self-driven and --pred --target, scored against real "
+        "frames): means over the frames scored in both, B - A with a paired t interval on the per-frame "
+        "differences' effective frames (hm_talker/metrics/frame_paired.py)")
     inputs = {"a": str(a_dir), "b": str(b_dir), "a_source": a["source"], "b_source": b["source"],
               "protocol": "paired"}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({**m, "verdict": line, "inputs": inputs}, indent=2))
-    lines = ["# hm-talker evaluate: paired", "", f"A: {a_dir}", "", f"B: {b_dir}", "", line, "",
+    lines = ["# hm-talker evaluate: paired", "", f"A: {a_dir}", "", f"B: {b_dir}", "", *line.split("\n  "), "",
              "| metric | value |", "|---|---:|"]
+    shown = [*PAIRED_KEYS, *(k for k in m if k.startswith(FRAME_ARRAYS) and k != "notes")]
     lines += [f"| {k} | {'n/a' if m[k] is None else format(m[k], '.4f') if isinstance(m[k], float) else m[k]} |"
-              for k in PAIRED_KEYS]
+              for k in shown]
     lines += ["", "## notes", ""] + [f"- {k}: {v}" for k, v in m["notes"].items()]
     (out / "metrics.md").write_text("\n".join(lines) + "\n")
     return m

@@ -108,7 +108,7 @@ def write_report(metrics: dict, out_dir, inputs: dict) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if trajectory is not None:
-        save_trajectory(out, trajectory["generated"], trajectory["reference"], inputs)
+        save_trajectory(out, trajectory, inputs)
     else:  # no reference mouth this time: an earlier run's trajectory in OUT must not be compared as this one's
         (out / TRAJECTORY_FILE).unlink(missing_ok=True)
     (out / "metrics.json").write_text(json.dumps({**metrics, "protocol": protocol, "inputs": inputs}, indent=2))

@@ -70,7 +70,7 @@ def _keep_trajectory(metrics: dict, out_dir: Path, step: int, reference=None) ->
     inputs = {"protocol": "validation", "step": step,
               "reference": "held-out frames" if reference is None else str(reference.path)}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    save_trajectory(Path(out_dir), mouth["generated"], mouth["reference"], inputs, name)
+    save_trajectory(Path(out_dir), mouth, inputs, name)
     return mouth
 
 

@@ -87,6 +87,9 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
                          target_landmarks=target_landmarks)
 
 
+FRAME_SCORE_KEYS = ("psnr_face", "lpips_face")  # per-frame scores kept in the mouth trajectory (evaluate --paired)
+
+
 class ClipScorer:
     """:func:`score_frames` of a clip fed in consecutive chunks: memory holds one chunk of frames.
 
@@ -156,6 +159,11 @@ class ClipScorer:
                 notes["lmd"] = "no frame with valid landmarks in both clips"
 
         _score_mouth(out, notes, pred_landmarks, target_landmarks)
+        if out.get(TRAJECTORY_KEY) is not None:  # the frames' face-region scores beside their mouths (paired tests)
+            for key in FRAME_SCORE_KEYS:
+                values = self.image.per_frame(key)
+                if values is not None and len(values) == len(out[TRAJECTORY_KEY]["generated"]):
+                    out[TRAJECTORY_KEY][key] = values
 
         if pred_aus is None or target_aus is None:
             for key in ("aue", "aue_lower", "aue_upper"):
@@ -204,7 +212,7 @@ def _score_mouth(out: dict, notes: dict, pred_landmarks, target_landmarks) -> No
     notes.update(scores["notes"])
 
 
-__all__ = ["ClipScorer", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY",
+__all__ = ["ClipScorer", "FRAME_SCORE_KEYS", "METRIC_KEYS", "FACE_KEYS", "FULL_FRAME_KEYS", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY",
            "mouth_opening", "mouth_scores", "opening_stats", "PSNR_CAP_DB", "MEDIAPIPE_LIP_INDICES", "score_frames", "psnr", "ssim",
            "lpips_distance", "psnr_face", "ssim_face", "lpips_face", "lmd", "aue", "sync_scores",
            "compute_sync"]

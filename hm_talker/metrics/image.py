@@ -372,6 +372,13 @@ class ImageScores:
             if parts:
                 self.values[key].append(np.concatenate(parts))
 
+    def per_frame(self, key: str) -> np.ndarray | None:
+        """One metric's value per scored frame (NaN where a face key had no usable mask); None when not scored
+        (no masks, or LPIPS unavailable)."""
+        if (key.startswith("lpips") and self.lpips_error is not None) or not self.values[key]:
+            return None
+        return np.concatenate(self.values[key])
+
     def means(self) -> dict:
         """Clip values (mean over frames; face keys over the frames with a usable mask); None if none."""
         out = {}

@@ -52,7 +52,8 @@ R_INTERVAL_LAGS = 25  # autocorrelation lags summed for mouth_r's interval (1 s 
 R_INTERVAL_Z = 1.959964  # standard-normal quantile of mouth_r's interval (95 %)
 MOUTH_PAIR_KEYS = ("mouth_r", "mouth_r_lo", "mouth_r_hi", "mouth_r_best", "mouth_lag", "mouth_amp", "mouth_jitter")
 MOUTH_SELF_KEYS = ("mouth_open_mean", "mouth_open_std", "mouth_open_jitter")
-TRAJECTORY_KEY = "mouth_trajectory"  # a scored pair's per-frame openings {generated, reference}: evaluate's OUT/mouth.npz
+TRAJECTORY_KEY = "mouth_trajectory"  # a scored pair's per-frame openings {generated, reference} (and, with face masks,
+# the per-frame psnr_face / lpips_face of those frames): evaluate's OUT/mouth.npz
 
 
 def mouth_opening(landmarks) -> np.ndarray:  # [T, 478, 2|3] -> [T]
@@ -92,7 +93,7 @@ def lagged_correlations(pred, ref, max_lag: int = MAX_LAG) -> dict[int, float | 
     return out
 
 
-def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
+def autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
     """[lags] sample autocorrelation of x at lags 1..lags (the usual estimator, sum_t v_t v_t+k / sum_t v_t^2,
     on a clip without gaps). Frames without a face (NaN) leave their pairs out: each lag's sum is scaled up by
     the pairs a gap-free clip of as many valid frames would have over the pairs there are, so missing frames
@@ -119,7 +120,7 @@ def effective_frames(pred, ref, lags: int = R_INTERVAL_LAGS) -> float:
     if k < 1:
         return float(n)
     p, r = np.where(both, p, np.nan), np.where(both, r, np.nan)
-    inflation = 1.0 + 2.0 * float((_autocorrelation(p, k) * _autocorrelation(r, k)).sum())
+    inflation = 1.0 + 2.0 * float((autocorrelation(p, k) * autocorrelation(r, k)).sum())
     return n / max(inflation, 1.0)
 
 
@@ -214,4 +215,4 @@ def score_openings(pred_opening, ref_opening) -> dict:
 
 
 __all__ = ["MAX_LAG", "MOUTH_PAIR_KEYS", "MOUTH_SELF_KEYS", "TRAJECTORY_KEY", "mouth_opening", "lagged_correlations", "effective_frames",
-           "r_interval", "opening_jitter", "opening_stats", "mouth_scores", "score_openings"]
+           "r_interval", "opening_jitter", "opening_stats", "mouth_scores", "score_openings", "autocorrelation"]

@@ -1,0 +1,89 @@
+"""Two renders of the same real frames: the paired difference of their per-frame psnr_face / lpips_face and its
+interval (hm_talker/metrics/frame_paired.py), in `evaluate --paired` on real evaluations."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hm_talker.cli import main
+from hm_talker.metrics.frame_paired import paired_mean_difference
+
+
+def _ar1(rng, n: int, phi: float) -> np.ndarray:
+    x = np.empty(n)
+    x[0] = rng.standard_normal()
+    e = rng.standard_normal(n) * np.sqrt(1 - phi ** 2)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+def _psnrs(rng, n=114, phi=0.8, true_diff=-0.1):
+    """Per-frame psnr_face (dB) of two models on one held-out clip: a shared part (how hard each frame is), and
+    each model's own smooth error; B is true_diff dB below A on average."""
+    frames = 27.0 + 2.0 * _ar1(rng, n, 0.9)
+    return frames + 0.3 * _ar1(rng, n, phi), frames + 0.3 * _ar1(rng, n, phi) + true_diff
+
+
+def test_the_paired_interval_covers_the_true_difference_where_independent_frames_would_not():
+    """Known truth: B - A = -0.1 dB in expectation. The interval on the effective frames covers it in 92 % of
+    these draws (seed 1: 94 %); counting the 114 frames as independent covers it in 41 %, and summing the
+    sample autocorrelation over 25 lags (mouth_r's rule) in 75 %: both fail the bound."""
+    rng = np.random.default_rng(0)
+    covered = naive = 0
+    for _ in range(300):
+        a, b = _psnrs(rng)
+        m, why = paired_mean_difference("psnr_face", a, b)
+        assert why is None
+        covered += m["psnr_face_diff_lo"] <= -0.1 <= m["psnr_face_diff_hi"]
+        d = b - a
+        half = 1.98 * d.std(ddof=1) / np.sqrt(len(d))
+        naive += d.mean() - half <= -0.1 <= d.mean() + half
+    assert 0.90 <= covered / 300 <= 0.99, covered
+    assert naive / 300 < 0.8, naive
+
+
+def test_a_shared_frame_difficulty_cancels_and_gaps_are_left_out():
+    rng = np.random.default_rng(1)
+    a, b = _psnrs(rng, n=200, true_diff=-0.5)
+    m, _ = paired_mean_difference("psnr_face", a, b)
+    assert m["psnr_face_diff_hi"] < 0  # the frames' spread (2 dB) would hide 0.5 dB between unpaired means
+    unpaired = 1.96 * np.hypot(a.std(), b.std()) / np.sqrt(20)  # independent frames, generously 20 of them
+    assert m["psnr_face_diff_hi"] - m["psnr_face_diff_lo"] < unpaired
+    a[:50] = np.nan  # no usable face mask there
+    m2, _ = paired_mean_difference("psnr_face", a, b)
+    assert m2["psnr_face_diff"] == pytest.approx(float(np.mean(b[50:] - a[50:])))
+    m3, why = paired_mean_difference("psnr_face", a[:52], b[:52])
+    assert m3["psnr_face_diff"] is None and why == "only 2 frame(s) scored in both"
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory, synthetic_clip):
+    """`evaluate --pred --target` folders against one real-frame target: the target itself (A) and another
+    synthetic talker (B): B's face region is far from the target's in every frame."""
+    from hm_talker.synthetic import make_synthetic_clip
+
+    root = tmp_path_factory.mktemp("frames")
+    other = make_synthetic_clip(root / "other.mp4", seconds=6.0, size=256, seed=5).path
+    for name, pred in (("a", synthetic_clip.path), ("b", other)):
+        assert main(["-q", "evaluate", "--pred", str(pred), "--target", str(synthetic_clip.path), "--out",
+                     str(root / name)]) == 0
+    return root
+
+
+def test_evaluate_paired_says_another_face_is_above_on_lpips_face(evaluations, tmp_path, capsys):
+    assert main(["evaluate", "--paired", str(evaluations / "a"), str(evaluations / "b"), "--out",
+                 str(tmp_path / "ab")]) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    own = {k: json.loads((evaluations / k / "metrics.json").read_text()) for k in ("a", "b")}
+    for key in ("psnr_face", "lpips_face"):  # every frame has a face: the means are each run's own number
+        assert m[f"{key}_a"] == pytest.approx(own["a"][key], abs=1e-6)
+        assert m[f"{key}_b"] == pytest.approx(own["b"][key], abs=1e-6)
+    assert m["lpips_face_diff_lo"] > 0.05 and "lpips_face A" in out and "B above A" in out
+    # A is the target itself: psnr_face at its cap (100 dB) in every frame, so B - A is B's own smooth psnr minus
+    # a constant, near 1 at lag 1: fewer than 4 effective frames, no interval (said, not made up)
+    assert m["psnr_face_diff"] < -50 and m["psnr_face_diff_lo"] is None
+    assert m["notes"]["psnr_face_diff"] == "fewer than 4 independent frames"
