@@ -1,13 +1,10 @@
 """Two renders of the same real frames: the paired difference of their per-frame psnr_face / lpips_face and its
-interval (hm_talker/metrics/frame_paired.py), in `evaluate --paired` on real evaluations."""
+interval (hm_talker/metrics/frame_paired.py); on real evaluations: tests/test_mouth_paired.py."""
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
-from hm_talker.cli import main
 from hm_talker.metrics.frame_paired import paired_mean_difference
 
 
@@ -57,33 +54,3 @@ def test_a_shared_frame_difficulty_cancels_and_gaps_are_left_out():
     assert m2["psnr_face_diff"] == pytest.approx(float(np.mean(b[50:] - a[50:])))
     m3, why = paired_mean_difference("psnr_face", a[:52], b[:52])
     assert m3["psnr_face_diff"] is None and why == "only 2 frame(s) scored in both"
-
-
-@pytest.fixture(scope="module")
-def evaluations(tmp_path_factory, synthetic_clip):
-    """`evaluate --pred --target` folders against one real-frame target: the target itself (A) and another
-    synthetic talker (B): B's face region is far from the target's in every frame."""
-    from hm_talker.synthetic import make_synthetic_clip
-
-    root = tmp_path_factory.mktemp("frames")
-    other = make_synthetic_clip(root / "other.mp4", seconds=6.0, size=256, seed=5).path
-    for name, pred in (("a", synthetic_clip.path), ("b", other)):
-        assert main(["-q", "evaluate", "--pred", str(pred), "--target", str(synthetic_clip.path), "--out",
-                     str(root / name)]) == 0
-    return root
-
-
-def test_evaluate_paired_says_another_face_is_above_on_lpips_face(evaluations, tmp_path, capsys):
-    assert main(["evaluate", "--paired", str(evaluations / "a"), str(evaluations / "b"), "--out",
-                 str(tmp_path / "ab")]) == 0
-    out = capsys.readouterr().out
-    m = json.loads((tmp_path / "ab" / "metrics.json").read_text())
-    own = {k: json.loads((evaluations / k / "metrics.json").read_text()) for k in ("a", "b")}
-    for key in ("psnr_face", "lpips_face"):  # every frame has a face: the means are each run's own number
-        assert m[f"{key}_a"] == pytest.approx(own["a"][key], abs=1e-6)
-        assert m[f"{key}_b"] == pytest.approx(own["b"][key], abs=1e-6)
-    assert m["lpips_face_diff_lo"] > 0.05 and "lpips_face A" in out and "B above A" in out
-    # A is the target itself: psnr_face at its cap (100 dB) in every frame, so B - A is B's own smooth psnr minus
-    # a constant, near 1 at lag 1: fewer than 4 effective frames, no interval (said, not made up)
-    assert m["psnr_face_diff"] < -50 and m["psnr_face_diff_lo"] is None
-    assert m["notes"]["psnr_face_diff"] == "fewer than 4 independent frames"

@@ -128,3 +128,19 @@ def test_evaluate_paired_refuses_two_references_and_a_folder_without_trajectorie
     code = main(["evaluate", "--paired", str(evaluations / "a"), str(evaluations / "b"), "--ckpt", "x.ckpt",
                  "--out", str(tmp_path / "z")])
     assert code == 2 and "give it alone" in capsys.readouterr().err
+
+
+def test_evaluate_paired_says_another_face_is_above_on_lpips_face(evaluations, tmp_path, capsys):
+    assert main(["evaluate", "--paired", str(evaluations / "a"), str(evaluations / "b"), "--out",
+                 str(tmp_path / "ab")]) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    own = {k: json.loads((evaluations / k / "metrics.json").read_text()) for k in ("a", "b")}
+    for key in ("psnr_face", "lpips_face"):  # every frame has a face: the means are each run's own number
+        assert m[f"{key}_a"] == pytest.approx(own["a"][key], abs=1e-6)
+        assert m[f"{key}_b"] == pytest.approx(own["b"][key], abs=1e-6)
+    assert m["lpips_face_diff_lo"] > 0.05 and "lpips_face A" in out and "B above A" in out
+    # A is the target itself: psnr_face at its cap (100 dB) in every frame, so B - A is B's own smooth psnr minus
+    # a constant, near 1 at lag 1: fewer than 4 effective frames, no interval (said, not made up)
+    assert m["psnr_face_diff"] < -50 and m["psnr_face_diff_lo"] is None
+    assert m["notes"]["psnr_face_diff"] == "fewer than 4 independent frames"
