@@ -43,7 +43,8 @@ def test_a_copy_of_the_reference_is_above_the_baseline_seed_by_seed(tmp_path, mo
     rng, ref, held, unrelated = mouths
     noisy = ref + rng.normal(0, 0.3, ref.shape)  # mouth_r about 0.95 against ref
     for seed in (0, 1):
-        _fit_run(tmp_path, f"deaf{seed}", "deaf", seed, {(20, "spk"): (unrelated[seed], ref), (20, None): (held, held)})
+        _fit_run(tmp_path, f"deaf{seed}", "deaf", seed, {(20, "spk"): (ref, ref), (40, "spk"): (unrelated[seed], ref),
+                                                        (40, None): (held, held)})
         # the earlier validation's mouth is unrelated; the latest (step 40) follows the reference: it is the one paired
         _fit_run(tmp_path, f"hear{seed}", "hear", seed, {(20, "spk"): (unrelated[2 + seed], ref),
                                                         (40, "spk"): (noisy, ref), (40, None): (held, held)})
@@ -73,6 +74,11 @@ def test_pairs_that_cannot_be_made_are_said_not_compared(tmp_path, mouths):
     _fit_run(tmp_path, "no_mouth", "hear", 0, {})
     _fit_run(tmp_path, "new_ref", "hear2", 0, {(20, "spk2"): (ref, ref)})
     _fit_run(tmp_path, "other_face", "hear", 0, {(20, "spk"): (ref, ref)}, identity="face2")  # same speaker, other model
+    _fit_run(tmp_path, "unfinished", "hear", 0, {(10, "spk"): (ref, ref)})  # stopped before the baseline's step
+    _fit_run(tmp_path, "no_seed_known", "hear", None, {(20, "spk"): (ref, ref)})
+    _fit_run(tmp_path, "torn", "hear3", 0, {(20, "spk"): (ref, ref)})
+    torn = tmp_path / "torn" / "val" / "step_000020_cross-spk.mouth.npz"
+    torn.write_bytes(torn.read_bytes()[:100])
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--baseline", "deaf"]) == 0
     verdicts = {p["run"]: p["verdict"] for p in json.loads((tmp_path / "cmp" / "paired.json").read_text())["pairs"]}
     assert verdicts["other_ref"].startswith("different reference mouths")
@@ -80,6 +86,13 @@ def test_pairs_that_cannot_be_made_are_said_not_compared(tmp_path, mouths):
     assert verdicts["no_mouth"] == "no mouth trajectory in the run folder"
     assert verdicts["new_ref"] == "deaf0 has no cross-spk2 mouth"
     assert verdicts["other_face"] == "no deaf run with seed 0 on face2"
+    assert verdicts["unfinished"] == "validations at different steps (deaf0 20, this run 10)"
+    assert verdicts["no_seed_known"] == "seed unknown: not paired"
+    assert verdicts["torn"].startswith("not compared:") and "unreadable mouth trajectory" in verdicts["torn"]
+    _fit_run(tmp_path, "deaf0b", "deaf", 0, {(20, "spk"): (unrelated[2], ref)})  # a second baseline run of seed 0
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp2"), "--baseline", "deaf"]) == 0
+    verdicts = {p["run"]: p["verdict"] for p in json.loads((tmp_path / "cmp2" / "paired.json").read_text())["pairs"]}
+    assert verdicts["other_ref"] == "2 runs are the deaf run with seed 0 on ident (deaf0, deaf0b): ambiguous, not paired"
 
 
 def test_an_unknown_baseline_and_wandb_runs_are_refused_in_one_line(tmp_path, mouths, capsys):
@@ -91,3 +104,13 @@ def test_an_unknown_baseline_and_wandb_runs_are_refused_in_one_line(tmp_path, mo
     with pytest.raises(SystemExit):
         main(["compare", "--wandb-project", "p", "--out", str(tmp_path / "w"), "--baseline", "deaf"])
     assert "give run directories or --sweep" in capsys.readouterr().err
+
+
+def test_a_sweep_row_with_missing_seeds_is_its_configuration_and_nothing_else_is():
+    from hm_talker.compare.paired import _in_group
+    from hm_talker.compare.records import RunRecord
+
+    assert _in_group(RunRecord("r", "sfp.enabled=False [2/3 seeds]"), "sfp.enabled=False")
+    assert _in_group(RunRecord("r", "sfp.enabled=False"), "sfp.enabled=False")
+    assert not _in_group(RunRecord("r", "sfp.enabled=False [lr=1]"), "sfp.enabled=False")
+    assert not _in_group(RunRecord("r", "sfp.enabled=False x=1"), "sfp.enabled=False")

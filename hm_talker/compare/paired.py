@@ -24,23 +24,27 @@ EVALUATION_REFERENCE = "evaluation"  # the key of an evaluation folder's one ref
 _VAL_FILE = re.compile(r"step_(\d+)_(self|cross-.+)\.mouth\.npz$")
 
 
-def run_trajectories(record: RunRecord) -> dict[str, Path]:
-    """{reference key: trajectory file} of a run folder: `evaluation` for an evaluation's mouth.npz, `self` and
-    `cross-<reference>` for a fit's latest validation of each (none for W&B records)."""
+def run_trajectories(record: RunRecord) -> tuple[dict[str, Path], int | None]:
+    """({reference key: trajectory file}, validation step) of a run folder: `evaluation` for an evaluation's
+    mouth.npz (step None); `self` and `cross-<reference>` of a fit's latest validation that kept any (a reference
+    whose mouth that validation did not find has none: an earlier step's file is not taken for it). Nothing for
+    W&B records."""
     from hm_talker.evaluation.paired import TRAJECTORY_FILE
 
     if not record.source or not Path(record.source).is_dir():
-        return {}
+        return {}, None
     folder = Path(record.source)
-    found: dict[str, Path] = {}
     if (folder / TRAJECTORY_FILE).is_file():
-        found[EVALUATION_REFERENCE] = folder / TRAJECTORY_FILE
-    latest: dict[str, int] = {}
-    for path in sorted((folder / "val").glob("step_*.mouth.npz")):
+        return {EVALUATION_REFERENCE: folder / TRAJECTORY_FILE}, None
+    by_step: dict[int, dict[str, Path]] = {}
+    for path in (folder / "val").glob("step_*.mouth.npz"):
         m = _VAL_FILE.match(path.name)
-        if m and int(m.group(1)) >= latest.get(m.group(2), -1):
-            latest[m.group(2)], found[m.group(2)] = int(m.group(1)), path
-    return found
+        if m:
+            by_step.setdefault(int(m.group(1)), {})[m.group(2)] = path
+    if not by_step:
+        return {}, None
+    step = max(by_step)
+    return by_step[step], step
 
 
 @dataclass
@@ -58,21 +62,38 @@ class Pair:
         if r is None:
             return self.note
         if r["mouth_r_diff_lo"] is None:
-            return "; ".join(r["notes"].values()) or "no interval"
+            return "; ".join(v for k, v in r["notes"].items() if k.startswith("mouth_r")) or "no interval"
         return "above" if r["mouth_r_diff_lo"] > 0 else "below" if r["mouth_r_diff_hi"] < 0 else "not told apart"
 
 
 def _in_group(record: RunRecord, group: str) -> bool:
-    """A record of GROUP (a sweep row may carry an "[n/m seeds]" tag after the label)."""
-    return record.group == group or record.group.startswith(group + " [")
+    """A record of GROUP (a sweep row may carry an "[n/m seeds]" tag after the label, and nothing else)."""
+    return record.group == group or re.fullmatch(re.escape(group) + r" \[\d+/\d+ seeds\]", record.group) is not None
+
+
+def _pair_one(row: str, rec: RunRecord, base: RunRecord, key: str, mine: Path, theirs: Path) -> "Pair":
+    """rec's mouth on one reference against base's (a torn or old file is said in the pair, not fatal)."""
+    from hm_talker.evaluation.paired import frame_differences, read_trajectory, reference_mismatch
+    from hm_talker.metrics.mouth_paired import paired_difference
+
+    try:
+        a, b = read_trajectory(theirs), read_trajectory(mine)
+    except InputError as exc:
+        return Pair(row, rec.name, base.name, rec.seed, key, None, f"not compared: {exc}")
+    why = reference_mismatch(a["reference"], b["reference"])
+    if why:
+        return Pair(row, rec.name, base.name, rec.seed, key, None, f"different reference mouths ({why})")
+    result = paired_difference(a["reference"], a["generated"], b["generated"])
+    frames = frame_differences(a, b)  # psnr_face / lpips_face on the same real frames, when both hold them
+    result.update({k: v for k, v in frames.items() if k != "notes"})
+    result["notes"] = {**result["notes"], **frames["notes"]}
+    return Pair(row, rec.name, base.name, rec.seed, key, result)
 
 
 def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
     """Each non-baseline run paired with the baseline run of its protocol, seed and identity (data.root) on every
-    reference both hold."""
+    reference both hold (fits: each one's latest validation, at the same step)."""
     from hm_talker.compare.table import row_label
-    from hm_talker.evaluation.paired import frame_differences, read_trajectory, reference_mismatch
-    from hm_talker.metrics.mouth_paired import paired_difference
 
     base = [r for r in records if _in_group(r, baseline)]
     if not base:
@@ -82,31 +103,35 @@ def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:
     for rec in records:
         if _in_group(rec, baseline):
             continue
-        row, mine = row_label(rec.group, rec.protocol), run_trajectories(rec)
+        row, (mine, step) = row_label(rec.group, rec.protocol), run_trajectories(rec)
+
+        def unpaired(why: str, with_run: str = "") -> None:
+            pairs.append(Pair(row, rec.name, with_run, rec.seed, "", None, why))
+
         if not mine:
-            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, "no mouth trajectory in the run folder"))
+            unpaired("no mouth trajectory in the run folder")
+            continue
+        if rec.seed is None:
+            unpaired("seed unknown: not paired")
             continue
         ident = rec.config.get("data.root")
         match = sorted((b for b in base if b.protocol == rec.protocol and b.seed == rec.seed
                         and b.config.get("data.root") == ident), key=lambda b: b.name)
-        if not match:
-            where = f" on {ident}" if ident else ""
-            pairs.append(Pair(row, rec.name, "", rec.seed, "", None, f"no {baseline} run with seed {rec.seed}{where}"))
+        if len(match) != 1:
+            what = (f"{baseline} run" + (f" of protocol {rec.protocol}" if rec.protocol else "") +
+                    f" with seed {rec.seed}" + (f" on {ident}" if ident else ""))
+            unpaired(f"no {what}" if not match else
+                     f"{len(match)} runs are the {what} ({', '.join(b.name for b in match)}): ambiguous, not paired")
             continue
-        other = run_trajectories(match[0])
+        other, other_step = run_trajectories(match[0])
+        if step != other_step:
+            unpaired(f"validations at different steps ({match[0].name} {other_step}, this run {step})", match[0].name)
+            continue
         for key in sorted(mine):
             if key not in other:
                 pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, None, f"{match[0].name} has no {key} mouth"))
                 continue
-            a, b = read_trajectory(other[key]), read_trajectory(mine[key])
-            why = reference_mismatch(a["reference"], b["reference"])
-            if why:
-                pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, None, f"different reference mouths ({why})"))
-                continue
-            result = paired_difference(a["reference"], a["generated"], b["generated"])
-            frames = frame_differences(a, b)  # psnr_face / lpips_face on the same real frames, when both hold them
-            result.update({k: v for k, v in frames.items() if k != "notes"})
-            pairs.append(Pair(row, rec.name, match[0].name, rec.seed, key, result))
+            pairs.append(_pair_one(row, rec, match[0], key, mine[key], other[key]))
     return pairs
 
 
@@ -119,7 +144,7 @@ def _psnr_cell(r: dict) -> str:
     if r.get("psnr_face_diff") is None:
         return "-"
     lo, hi = r.get("psnr_face_diff_lo"), r.get("psnr_face_diff_hi")
-    bounds = "" if lo is None else f" [{lo:+.2f}, {hi:+.2f}]"
+    bounds = f" ({r['notes'].get('psnr_face_diff', 'no interval')})" if lo is None else f" [{lo:+.2f}, {hi:+.2f}]"
     return f"{r['psnr_face_diff']:+.2f}{bounds}"
 
 
@@ -150,6 +175,8 @@ def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
             mean = sum(p.result["mouth_r_diff"] for p in ps) / len(ps)
             lines.append(f"| {row} | {ref} | {len(ps)} | {mean:+.3f} | {verdicts.count('above')} | "
                          f"{verdicts.count('below')} | {verdicts.count('not told apart')} |")
+        lines += ["", "Each pair has its own 95 % interval, with no correction for how many there are: among 40 pairs "
+                  "of equal runs about 2 fall outside by chance."]
     return "\n".join(lines) + "\n"
 
 
@@ -162,7 +189,8 @@ def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[dict]:
     with open(out / "comparison.md", "a") as f:
         f.write("\n" + text)
     rows = [{"row": p.row, "run": p.run, "baseline_run": p.baseline_run, "seed": p.seed, "reference": p.reference,
-             "verdict": p.verdict(), **{k: v for k, v in (p.result or {}).items() if k != "notes"}} for p in pairs]
+             "verdict": p.verdict(), **{k: v for k, v in (p.result or {}).items() if k != "notes"},
+             "notes": (p.result or {}).get("notes", {})} for p in pairs]
     (out / "paired.json").write_text(json.dumps({"baseline": baseline, "pairs": rows}, indent=2, default=str) + "\n")
     print(text)
     return rows

@@ -17,13 +17,14 @@ def _common(records: list[RunRecord], key: str, default: str) -> str:
 
 
 PAIR_COLUMNS = ("row", "seed", "reference", "run", "baseline_run", "mouth_frames", "mouth_r_a", "mouth_r_b",
-                "mouth_r_diff", "mouth_r_diff_lo", "mouth_r_diff_hi", "verdict")
+                "mouth_r_diff", "mouth_r_diff_lo", "mouth_r_diff_hi", "verdict",
+                *(f"{m}{s}" for m in ("psnr_face", "lpips_face") for s in ("_diff", "_diff_lo", "_diff_hi")))
 
 
 def log_comparison(table: ComparisonTable, records: list[RunRecord], group: str, out_dir,
                    pairs: list | None = None) -> str:
-    """Log the comparison into the W&B group `group` (with `compare --baseline`'s pairs as `comparison/paired`,
-    rows as in paired.json); returns the run's directory."""
+    """Log the comparison into the W&B group `group` (with `compare --baseline`'s pairs as `comparison/paired`:
+    PAIR_COLUMNS of paired.json's rows); returns the run's directory."""
     import wandb
 
     from hm_talker.compare.plots import metric_file_name

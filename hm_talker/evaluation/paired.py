@@ -10,6 +10,7 @@ is, needs its seeds too).
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -29,8 +30,12 @@ def save_trajectory(out: Path, trajectory: dict, inputs: dict, file_name: str = 
     ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
     arrays = {k: np.asarray(trajectory[k], np.float64) for k in ("generated", "reference", *FRAME_ARRAYS)
               if trajectory.get(k) is not None}
-    np.savez(Path(out) / file_name, **arrays,
-             source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"}, default=str)))
+    path = Path(out) / file_name
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:  # whole or absent: a reader (compare, --paired) never sees half a file
+        np.savez(f, **arrays, source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"},
+                                                         default=str)))
+    os.replace(tmp, path)
 
 
 def load_trajectory(folder) -> dict:

@@ -68,8 +68,8 @@ def score_frames(pred, target, face_masks=None, pred_mouth_landmarks=None, targe
         dict with :data:`METRIC_KEYS` (floats; ``av_offset`` and ``num_frames`` ints; None where a
         metric could not be computed) and ``notes``: ``{key: reason}`` for every None; with both
         ``pred_landmarks`` and ``target_landmarks`` also :data:`TRAJECTORY_KEY`: ``{"generated",
-        "reference"}``, the two per-frame opening arrays the mouth metrics compared (not JSON: the
-        evaluation report writes them to ``mouth.npz``).
+        "reference"}``, the two per-frame opening arrays the mouth metrics compared, and with face masks
+        ``psnr_face`` / ``lpips_face`` per frame (not JSON: the evaluation report writes them to ``mouth.npz``).
     """
     if np.shape(pred) != np.shape(target):
         raise ValueError(f"pred {np.shape(pred)} and target {np.shape(target)} differ in shape")

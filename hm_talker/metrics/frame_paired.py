@@ -50,6 +50,8 @@ def paired_mean_difference(name: str, a, b) -> tuple[dict, str | None]:
     n_eff = effective_count(d)
     if n_eff < 4:
         return out, "fewer than 4 independent frames"
+    if float(np.nanstd(d)) == 0.0:  # a constant offset (e.g. both at the psnr cap) has no spread to judge it by
+        return out, "the difference is the same in every frame"
     half = float(student_t.ppf(0.975, n_eff - 1.0)) * float(np.nanstd(d, ddof=1)) / np.sqrt(n_eff)
     out[name + "_diff_lo"], out[name + "_diff_hi"] = mean - half, mean + half
     return out, None

@@ -205,7 +205,7 @@ def mouth_scores(pred_opening, ref_opening, max_lag: int = MAX_LAG) -> dict:
 
 def score_openings(pred_opening, ref_opening) -> dict:
     """:func:`mouth_scores` of the first min(T_pred, T_ref) frames, plus ``mouth_frames_skipped`` (those frames
-    without a face in both) and :data:`TRAJECTORY_KEY` (the openings scored: evaluate's OUT/mouth.npz)."""
+    without a face in either clip) and :data:`TRAJECTORY_KEY` (the openings scored: evaluate's OUT/mouth.npz)."""
     p, r = np.asarray(pred_opening, np.float64), np.asarray(ref_opening, np.float64)
     n = min(len(p), len(r))
     out = mouth_scores(p[:n], r[:n])
