@@ -50,6 +50,16 @@ def crop_boxes(lms: np.ndarray, scale: float, center_y: float, sigma: float,
     return boxes
 
 
+def outside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """[T] share of each square crop box ([T, 3]: cx, cy, side in source pixels) lying outside a width x height
+    frame: :func:`crop_frame` fills it by repeating the frame's edge pixels (streaks in every output)."""
+    b = np.asarray(boxes, np.float64)
+    half = b[:, 2] / 2
+    inside_w = np.clip(np.minimum(b[:, 0] + half, width) - np.maximum(b[:, 0] - half, 0), 0, None)
+    inside_h = np.clip(np.minimum(b[:, 1] + half, height) - np.maximum(b[:, 1] - half, 0), 0, None)
+    return 1.0 - inside_w * inside_h / np.maximum(b[:, 2] ** 2, 1e-12)
+
+
 def crop_frame(frame: np.ndarray, box, size: int, decode_scale: float = 1.0) -> np.ndarray:
     """Cut the square `box` (source pixels) out of `frame` (decoded at `decode_scale`) at size x size.
 
