@@ -30,7 +30,7 @@ from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.speech_features import SPEECH_KIND, formants_of, speech_features_of
-from hm_talker.preprocess.track import crop_boxes, crop_frame, outside_fraction, to_crop_coords
+from hm_talker.preprocess.track import crop_boxes, crop_frame, fit_inside, outside_fraction, to_crop_coords
 from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
 from hm_talker.safe_read import read_json
 from hm_talker.validate import check_preprocess_config
@@ -102,9 +102,10 @@ def report_crop_outside(clips, boxes: np.ndarray, clip_ids: np.ndarray, warn_abo
         over = int((frac > warn_above).sum())
         if over:
             log.warning("%s: up to %.0f %% of the square crop lies outside the video on %d of %d frames; those "
-                        "pixels repeat the frame's edge and show as streaks in every output. A smaller crop "
-                        "(--set crop_scale=..., now %g x the face) or a shot with more room around the head avoids "
-                        "it", Path(c.info.path).name, 100 * worst[-1], over, int(sel.sum()), crop_scale)
+                        "pixels repeat the frame's edge and show as streaks in every output. --set crop_inside=true "
+                        "(the box moved inside the video), a smaller crop (--set crop_scale=..., now %g x the face) "
+                        "or a shot with more room around the head avoids it",
+                        Path(c.info.path).name, 100 * worst[-1], over, int(sel.sum()), crop_scale)
     return worst
 
 
@@ -113,6 +114,9 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
     clip_ids = np.concatenate([np.full(len(c.src_indices), i) for i, c in enumerate(clips)])
     lms = np.concatenate([c.landmarks for c in clips])
     boxes = crop_boxes(lms, cfg.crop_scale, cfg.crop_center_y, cfg.crop_smooth_sigma, clip_ids)
+    if cfg.crop_inside:
+        for cid, c in enumerate(clips):
+            boxes[clip_ids == cid] = fit_inside(boxes[clip_ids == cid], c.info.width, c.info.height)
     crop_outside = report_crop_outside(clips, boxes, clip_ids, cfg.crop_outside_warn, cfg.crop_scale)
     lms_crop = np.stack([to_crop_coords(p, b, cfg.size) for p, b in zip(lms, boxes)])
     shape = mean_shape(lms_crop)

@@ -60,6 +60,17 @@ def outside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return 1.0 - inside_w * inside_h / np.maximum(b[:, 2] ** 2, 1e-12)
 
 
+def fit_inside(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Square boxes ([T, 3]: cx, cy, side) moved the least distance that puts them inside a width x height frame,
+    a side larger than the frame's short side shrunk to it (preprocess --set crop_inside=true)."""
+    b = np.asarray(boxes, np.float64).copy()
+    b[:, 2] = np.minimum(b[:, 2], min(width, height))
+    half = b[:, 2] / 2
+    b[:, 0] = np.clip(b[:, 0], half, width - half)
+    b[:, 1] = np.clip(b[:, 1], half, height - half)
+    return b
+
+
 def crop_frame(frame: np.ndarray, box, size: int, decode_scale: float = 1.0) -> np.ndarray:
     """Cut the square `box` (source pixels) out of `frame` (decoded at `decode_scale`) at size x size.
 
