@@ -29,6 +29,18 @@ def toy_camera(size: int = 32, dist: float = 0.6):
     return vm, K
 
 
+def ar1(rng, n: int, phi: float):
+    """A stationary AR(1) series of unit variance (a smooth mouth, a smooth per-frame score error)."""
+    import numpy as np
+
+    x = np.empty(n)
+    x[0] = rng.standard_normal()
+    e = rng.standard_normal(n) * np.sqrt(1 - phi ** 2)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
 def real_file(name: str) -> Path:
     p = REAL / name
     if not p.is_file():

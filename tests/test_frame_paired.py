@@ -5,23 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import ar1
 from hm_talker.metrics.frame_paired import paired_mean_difference
-
-
-def _ar1(rng, n: int, phi: float) -> np.ndarray:
-    x = np.empty(n)
-    x[0] = rng.standard_normal()
-    e = rng.standard_normal(n) * np.sqrt(1 - phi ** 2)
-    for t in range(1, n):
-        x[t] = phi * x[t - 1] + e[t]
-    return x
 
 
 def _psnrs(rng, n=114, phi=0.8, true_diff=-0.1):
     """Per-frame psnr_face (dB) of two models on one held-out clip: a shared part (how hard each frame is), and
     each model's own smooth error; B is true_diff dB below A on average."""
-    frames = 27.0 + 2.0 * _ar1(rng, n, 0.9)
-    return frames + 0.3 * _ar1(rng, n, phi), frames + 0.3 * _ar1(rng, n, phi) + true_diff
+    frames = 27.0 + 2.0 * ar1(rng, n, 0.9)
+    return frames + 0.3 * ar1(rng, n, phi), frames + 0.3 * ar1(rng, n, phi) + true_diff
 
 
 def test_the_paired_interval_covers_the_true_difference_where_independent_frames_would_not():

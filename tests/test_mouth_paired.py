@@ -7,24 +7,16 @@ import json
 import numpy as np
 import pytest
 
+from conftest import ar1
 from hm_talker.cli import main
 from hm_talker.metrics.mouth import effective_frames, r_interval
 from hm_talker.metrics.mouth_paired import difference_interval, paired_difference
 
 
-def _ar1(rng, n: int, phi: float) -> np.ndarray:
-    x = np.empty(n)
-    x[0] = rng.standard_normal()
-    e = rng.standard_normal(n) * np.sqrt(1 - phi ** 2)
-    for t in range(1, n):
-        x[t] = phi * x[t - 1] + e[t]
-    return x
-
-
 def _mouths(rng, n=300, phi=0.85, r_a=0.5, r_b=0.4, alike=0.8):
     """A smooth reference mouth and two generated ones whose true correlations with it are r_a and r_b;
     their errors are correlated at `alike` (two configurations of one model err alike)."""
-    ref, e_a, e_c = _ar1(rng, n, phi), _ar1(rng, n, phi), _ar1(rng, n, phi)
+    ref, e_a, e_c = ar1(rng, n, phi), ar1(rng, n, phi), ar1(rng, n, phi)
     e_b = alike * e_a + np.sqrt(1 - alike ** 2) * e_c
     return ref, r_a * ref + np.sqrt(1 - r_a ** 2) * e_a, r_b * ref + np.sqrt(1 - r_b ** 2) * e_b
 
@@ -58,7 +50,7 @@ def test_a_run_against_itself_differs_by_nothing_and_a_deaf_run_is_below():
     ref, a, _ = _mouths(rng, n=400, r_a=0.7)
     same = paired_difference(ref, a, a)
     assert same["mouth_r_diff"] == 0.0 and same["mouth_r_diff_lo"] <= 0.0 <= same["mouth_r_diff_hi"]
-    deaf = _ar1(rng, 400, 0.85)  # a mouth that moves with nothing the reference says
+    deaf = ar1(rng, 400, 0.85)  # a mouth that moves with nothing the reference says
     d = paired_difference(ref, a, deaf)
     assert d["mouth_r_diff_hi"] < 0 and d["mouth_r_diff"] == pytest.approx(d["mouth_r_b"] - d["mouth_r_a"])
 
