@@ -48,3 +48,18 @@ def test_crop_inside_moves_each_box_the_least_into_the_frame():
     assert (outside_fraction(moved, 100, 100) == 0).all()
     wide = fit_inside(np.array([[10, 50, 80]]), 200, 100)  # a landscape frame: only x moves
     np.testing.assert_allclose(wide, [[40, 50, 80]])
+
+
+def test_identities_made_before_these_settings_stay_up_to_date():
+    """At their defaults the two crop settings change no output, so they must not change an identity's
+    fingerprint (else `preprocess` into an identity made before them refuses it, and a resumed run starts over)."""
+    import dataclasses
+    import hashlib
+
+    from hm_talker.preprocess.config import PreprocessConfig
+    from hm_talker.preprocess.pipeline import LATER_FIELDS, fingerprint
+
+    cfg = PreprocessConfig()
+    before = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LATER_FIELDS}  # the older field set
+    assert fingerprint([], None, cfg) == hashlib.sha256(repr(sorted(before.items())).encode()).hexdigest()[:16]
+    assert fingerprint([], None, PreprocessConfig(crop_inside=True)) != fingerprint([], None, cfg)

@@ -59,7 +59,8 @@ def list_videos(inputs) -> list[Path]:
 # fields added after identities were made, which leave the output unchanged at their defaults
 # (sound warnings; k rows per frame at 25 fps): left out of the fingerprint while at the default,
 # so an identity made before them is still up to date
-LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction", "audio_rows_fps")
+LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction", "audio_rows_fps", "crop_outside_warn",
+                "crop_inside")
 
 
 def fingerprint(videos: list[Path], audio: Path | None, cfg: PreprocessConfig) -> str:

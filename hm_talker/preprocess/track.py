@@ -57,7 +57,7 @@ def outside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     half = b[:, 2] / 2
     inside_w = np.clip(np.minimum(b[:, 0] + half, width) - np.maximum(b[:, 0] - half, 0), 0, None)
     inside_h = np.clip(np.minimum(b[:, 1] + half, height) - np.maximum(b[:, 1] - half, 0), 0, None)
-    return 1.0 - inside_w * inside_h / np.maximum(b[:, 2] ** 2, 1e-12)
+    return np.clip(1.0 - inside_w * inside_h / np.maximum(b[:, 2] ** 2, 1e-12), 0.0, 1.0)  # no -1e-16 from rounding
 
 
 def fit_inside(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
