@@ -41,13 +41,18 @@ def read_marker(out: Path) -> list[str] | None:
     return [f for f in files if _plain_name(f)]
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """`path` holds `text` whole or not at all: written under a temporary name beside it (per process), then
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`path` holds `data` whole or not at all: written under a temporary name beside it (per process), then
     renamed, so a concurrent reader (another rank, compare) never sees a partial or empty file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`path` holds `text` (UTF-8) whole or not at all (:func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_marker(out: Path, command: str, names) -> None:

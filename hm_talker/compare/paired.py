@@ -63,7 +63,9 @@ class Pair:
             return self.note
         if r["mouth_r_diff_lo"] is None:
             return "; ".join(v for k, v in r["notes"].items() if k.startswith("mouth_r")) or "no interval"
-        return "above" if r["mouth_r_diff_lo"] > 0 else "below" if r["mouth_r_diff_hi"] < 0 else "not told apart"
+        from hm_talker.evaluation.paired import direction
+
+        return direction(r["mouth_r_diff_lo"], r["mouth_r_diff_hi"])
 
 
 def _in_group(record: RunRecord, group: str) -> bool:
@@ -73,8 +75,7 @@ def _in_group(record: RunRecord, group: str) -> bool:
 
 def _pair_one(row: str, rec: RunRecord, base: RunRecord, key: str, mine: Path, theirs: Path) -> "Pair":
     """rec's mouth on one reference against base's (a torn or old file is said in the pair, not fatal)."""
-    from hm_talker.evaluation.paired import frame_differences, read_trajectory, reference_mismatch
-    from hm_talker.metrics.mouth_paired import paired_difference
+    from hm_talker.evaluation.paired import compare_trajectories, read_trajectory, reference_mismatch
 
     try:
         a, b = read_trajectory(theirs), read_trajectory(mine)
@@ -83,11 +84,7 @@ def _pair_one(row: str, rec: RunRecord, base: RunRecord, key: str, mine: Path, t
     why = reference_mismatch(a["reference"], b["reference"])
     if why:
         return Pair(row, rec.name, base.name, rec.seed, key, None, f"different reference mouths ({why})")
-    result = paired_difference(a["reference"], a["generated"], b["generated"])
-    frames = frame_differences(a, b)  # psnr_face / lpips_face on the same real frames, when both hold them
-    result.update({k: v for k, v in frames.items() if k != "notes"})
-    result["notes"] = {**result["notes"], **frames["notes"]}
-    return Pair(row, rec.name, base.name, rec.seed, key, result)
+    return Pair(row, rec.name, base.name, rec.seed, key, compare_trajectories(a, b))
 
 
 def paired_against(records: list[RunRecord], baseline: str) -> list[Pair]:

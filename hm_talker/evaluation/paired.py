@@ -9,19 +9,20 @@ is, needs its seeds too).
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from hm_talker.errors import InputError
+from hm_talker.safe_output import write_bytes_atomic
 
 TRAJECTORY_FILE = "mouth.npz"
 
 
-FRAME_ARRAYS = ("psnr_face", "lpips_face")  # optional per-frame scores of the same frames (scored against real ones)
+from hm_talker.metrics import FRAME_SCORE_KEYS as FRAME_ARRAYS  # optional per-frame scores of the same real frames
 
 
 def save_trajectory(out: Path, trajectory: dict, inputs: dict, file_name: str = TRAJECTORY_FILE) -> None:
@@ -30,12 +31,9 @@ def save_trajectory(out: Path, trajectory: dict, inputs: dict, file_name: str = 
     ``source`` (the evaluation's inputs as JSON text, for messages). No pickled objects."""
     arrays = {k: np.asarray(trajectory[k], np.float64) for k in ("generated", "reference", *FRAME_ARRAYS)
               if trajectory.get(k) is not None}
-    path = Path(out) / file_name
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:  # whole or absent: a reader (compare, --paired) never sees half a file
-        np.savez(f, **arrays, source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"},
-                                                         default=str)))
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, source=np.array(json.dumps({k: v for k, v in inputs.items() if k != "render"}, default=str)))
+    write_bytes_atomic(Path(out) / file_name, buf.getvalue())  # a reader (compare, --paired) never sees half a file
 
 
 def load_trajectory(folder) -> dict:
@@ -79,8 +77,14 @@ def reference_mismatch(a: np.ndarray, b: np.ndarray) -> str | None:
     return None if worst <= REFERENCE_TOLERANCE else f"openings up to {worst:.4f} apart"
 
 
+def direction(lo: float, hi: float) -> str:
+    """What a 95 % interval of B - A says: above, below or not told apart."""
+    return "above" if lo > 0 else "below" if hi < 0 else "not told apart"
+
+
 def _where(lo: float, hi: float) -> str:
-    return "B above A" if lo > 0 else "B below A" if hi < 0 else "not told apart"
+    d = direction(lo, hi)
+    return d if d == "not told apart" else f"B {d} A"
 
 
 def verdict(m: dict) -> str:
@@ -114,19 +118,28 @@ def frame_differences(a: dict, b: dict) -> dict:
     return {**out, "notes": notes}
 
 
+def compare_trajectories(a: dict, b: dict) -> dict:
+    """B's against A's on their common reference: mouth_r (hm_talker/metrics/mouth_paired.py) and each per-frame
+    image score both hold (frame_differences), with their notes."""
+    from hm_talker.metrics.mouth_paired import paired_difference
+
+    m = paired_difference(a["reference"], a["generated"], b["generated"])
+    frames = frame_differences(a, b)
+    m.update({k: v for k, v in frames.items() if k != "notes"})
+    m["notes"] = {**m["notes"], **frames["notes"]}
+    return m
+
+
 def evaluate_paired(a_dir, b_dir, out_dir) -> dict:
     """Compare two evaluation folders on their common reference; OUT/metrics.json and OUT/metrics.md."""
-    from hm_talker.metrics.mouth_paired import PAIRED_KEYS, paired_difference
+    from hm_talker.metrics.mouth_paired import PAIRED_KEYS
 
     a, b = load_trajectory(a_dir), load_trajectory(b_dir)
     why = reference_mismatch(a["reference"], b["reference"])
     if why:
         raise InputError(b_dir, f"not scored against the same reference mouth as {a_dir} ({why}): a paired "
                                 f"comparison needs one reference (A: {a['source']}; B: {b['source']})")
-    m = paired_difference(a["reference"], a["generated"], b["generated"])
-    frames = frame_differences(a, b)
-    m.update({k: v for k, v in frames.items() if k != "notes"})
-    m["notes"] = {**m["notes"], **frames["notes"]}
+    m = compare_trajectories(a, b)
     line = verdict(m)
     m["notes"]["method"] = (
         "mouth_r_a / mouth_r_b: each run's mouth_r on the frames with a face in all three clips; mouth_r_diff = "

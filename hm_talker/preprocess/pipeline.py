@@ -338,7 +338,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
                    "face_missing_frames": c.missing, "trimmed_frames": c.trimmed_frames, "av_offset": off,
                    "crop_outside_max": round(out_max, 4)}  # share of a crop filled by repeated edge pixels
                   for v, c, st, off, out_max in zip(videos, clips, starts, feats["_av_offsets"],
-                                                    feats.get("_crop_outside", [0.0] * len(clips)))],
+                                                    feats["_crop_outside"])],
         "features": {
             "image": {"ext": cfg.image_format, "shape": [cfg.size, cfg.size, 3]},
             "masks": {"ext": "png", "shape": [cfg.size, cfg.size], "bits": MASK_NAMES},
