@@ -114,3 +114,31 @@ def test_a_sweep_row_with_missing_seeds_is_its_configuration_and_nothing_else_is
     assert _in_group(RunRecord("r", "sfp.enabled=False"), "sfp.enabled=False")
     assert not _in_group(RunRecord("r", "sfp.enabled=False [lr=1]"), "sfp.enabled=False")
     assert not _in_group(RunRecord("r", "sfp.enabled=False x=1"), "sfp.enabled=False")
+
+
+def test_the_mean_over_pairs_has_a_t_interval_over_the_pairs():
+    """Five identities' SFP-on minus SFP-off differences (the README's five faces): mean -0.021, Student's t
+    interval over the five [-0.090, +0.048] (worked by hand: sd 0.0555, t(0.975, 4) 2.776); two pairs, or pairs
+    with no spread, get no interval."""
+    from hm_talker.compare.paired import mean_over_pairs
+
+    mean, lo, hi = mean_over_pairs([0.019, -0.011, -0.020, 0.021, -0.115])
+    assert mean == pytest.approx(-0.0212, abs=1e-4)
+    assert lo == pytest.approx(-0.090, abs=1e-3) and hi == pytest.approx(0.048, abs=1e-3)
+    assert mean_over_pairs([0.1, 0.2])[1:] == (None, None)
+    assert mean_over_pairs([0.1, 0.1, 0.1]) == (pytest.approx(0.1), None, None)
+
+
+def test_the_tally_over_three_seeds_is_in_the_table_and_the_json(tmp_path, mouths):
+    rng, ref, held, unrelated = mouths
+    for seed in (0, 1, 2):
+        _fit_run(tmp_path, f"deaf{seed}", "deaf", seed, {(40, "spk"): (_smooth(rng), ref)})
+        _fit_run(tmp_path, f"hear{seed}", "hear", seed, {(40, "spk"): (ref + rng.normal(0, 0.3, ref.shape), ref)})
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "cmp"), "--baseline", "deaf"]) == 0
+    summary = json.loads((tmp_path / "cmp" / "paired.json").read_text())
+    (t,) = summary["tally"]
+    diffs = [p["mouth_r_diff"] for p in summary["pairs"]]
+    assert t["pairs"] == 3 and t["above"] == 3 and t["mean"] == pytest.approx(np.mean(diffs))
+    assert 0.3 < t["lo"] < t["mean"] < t["hi"]  # hearing runs above their deaf twins across the seeds too
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert f"| hear | cross-spk | 3 | {t['mean']:+.3f} [{t['lo']:+.3f}, {t['hi']:+.3f}] | 3 | 0 | 0 |" in md

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from hm_talker.compare.records import RunRecord
 from hm_talker.errors import InputError
 
@@ -145,6 +147,36 @@ def _psnr_cell(r: dict) -> str:
     return f"{r['psnr_face_diff']:+.2f}{bounds}"
 
 
+def mean_over_pairs(diffs: list[float]) -> tuple[float, float | None, float | None]:
+    """Mean of the pairs' differences with a 95 % Student t interval over the pairs (None, None below 3 pairs
+    or with no spread): each pair is one observation of the configuration's effect."""
+    from scipy.stats import t as student_t
+
+    d = np.asarray(diffs, dtype=float)
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    if len(d) < 3 or sd < 1e-12:  # no spread (float rounding aside): no interval
+        return mean, None, None
+    half = float(student_t.ppf(0.975, len(d) - 1)) * sd / np.sqrt(len(d))
+    return mean, mean - half, mean + half
+
+
+def tally_pairs(pairs: list[Pair]) -> list[dict]:
+    """Per row and reference: how many pairs, their mean difference with its interval over pairs
+    (mean_over_pairs), and how many are above / below / not told apart."""
+    groups: dict[tuple, list[Pair]] = {}
+    for p in pairs:
+        if p.result is not None and p.result.get("mouth_r_diff") is not None:
+            groups.setdefault((p.row, p.reference), []).append(p)
+    out = []
+    for (row, ref), ps in groups.items():
+        verdicts = [p.verdict() for p in ps]
+        mean, lo, hi = mean_over_pairs([p.result["mouth_r_diff"] for p in ps])
+        out.append({"row": row, "reference": ref, "pairs": len(ps), "mean": mean, "lo": lo, "hi": hi,
+                    **{v: verdicts.count(v) for v in ("above", "below", "not told apart")}})
+    return out
+
+
 def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
     """The pairs as a markdown section: a row per pair, then per group and reference how many are above/below."""
     lines = [f"## Paired against {baseline}", "",
@@ -160,20 +192,18 @@ def pairs_markdown(pairs: list[Pair], baseline: str) -> str:
         lines.append(f"| {p.row} | {p.seed} | {p.reference or '-'} | {p.baseline_run or '-'} | "
                      f"{r.get('mouth_frames', '-')} | {_num(r.get('mouth_r_a'))} | {_num(r.get('mouth_r_b'))} | "
                      f"{interval} | {p.verdict()} | {_psnr_cell(r)} |")
-    tally: dict[tuple, list[Pair]] = {}
-    for p in pairs:
-        if p.result is not None and p.result.get("mouth_r_diff") is not None:
-            tally.setdefault((p.row, p.reference), []).append(p)
+    tally = tally_pairs(pairs)
     if tally:
-        lines += ["", "| row | reference | pairs | mean B - A | above | below | not told apart |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
-        for (row, ref), ps in tally.items():
-            verdicts = [p.verdict() for p in ps]
-            mean = sum(p.result["mouth_r_diff"] for p in ps) / len(ps)
-            lines.append(f"| {row} | {ref} | {len(ps)} | {mean:+.3f} | {verdicts.count('above')} | "
-                         f"{verdicts.count('below')} | {verdicts.count('not told apart')} |")
+        lines += ["", "| row | reference | pairs | mean B - A [95 % over pairs] | above | below | not told apart |",
+                  "|---|---|---:|---|---:|---:|---:|"]
+        for t in tally:
+            mean = f"{t['mean']:+.3f}" + ("" if t["lo"] is None else f" [{t['lo']:+.3f}, {t['hi']:+.3f}]")
+            lines.append(f"| {t['row']} | {t['reference']} | {t['pairs']} | {mean} | {t['above']} | {t['below']} | "
+                         f"{t['not told apart']} |")
         lines += ["", "Each pair has its own 95 % interval, with no correction for how many there are: among 40 pairs "
-                  "of equal runs about 2 fall outside by chance."]
+                  "of equal runs about 2 fall outside by chance. The interval over pairs (3 or more) is Student's t on "
+                  "the pairs' differences, each pair (a seed, an identity) one observation: it says whether the "
+                  "difference holds across them, not within one."]
     return "\n".join(lines) + "\n"
 
 
@@ -188,6 +218,7 @@ def write_pairs(records: list[RunRecord], baseline: str, out_dir) -> list[dict]:
     rows = [{"row": p.row, "run": p.run, "baseline_run": p.baseline_run, "seed": p.seed, "reference": p.reference,
              "verdict": p.verdict(), **{k: v for k, v in (p.result or {}).items() if k != "notes"},
              "notes": (p.result or {}).get("notes", {})} for p in pairs]
-    (out / "paired.json").write_text(json.dumps({"baseline": baseline, "pairs": rows}, indent=2, default=str) + "\n")
+    summary = {"baseline": baseline, "pairs": rows, "tally": tally_pairs(pairs)}
+    (out / "paired.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(text)
     return rows
