@@ -46,7 +46,7 @@ FIT_RANGES: dict[str, tuple] = {
     "sfp.schedule": ("alternate", "random", "curriculum"), "sfp.p_measured": (0.0, 1.0),
     "sfp.period": (1, INF), "sfp.curriculum_steps": (1, INF), "sfp.seed": (0, 2**32 - 1),
     "sfp.predicted_lip_motion": (0.0, INF), "sfp.predicted_implicit": ("audio", "silent"),
-    "sfp.predicted_share": (1e-6, 1.0),
+    "sfp.predicted_share": (1e-6, 1.0), "sfp.predicted_max_error": (0.0, INF),
     "cmmm.pretrain_steps": (0, INF), "cmmm.pretrain_batch_size": (1, 1 << 16), "cmmm.wait_timeout_s": (0.0, INF), "cmmm.lr": (1e-12, INF),
     "cmmm.weight_decay": (0.0, INF), "cmmm.au_loss": (0.0, INF),
     "cmmm.net.au_input": ("speech", "mel", "both"), "cmmm.net.speech_head": ("linear", "frame", "conv"),

@@ -50,6 +50,8 @@ def test_every_ablation_file_composes_and_changes_its_base():
         assert changed, f"{f.name} trains the default model"
     held = flat_dict(load_config(str(files[0].with_name("sfp_hold.yaml")), ["data.root=ident"]))
     assert held["sfp.predicted_explicit_grad"] is False and held["sfp.predicted_share"] == 0.25 and held["sfp.enabled"]
+    gate = flat_dict(load_config(str(files[0].with_name("sfp_gate.yaml")), ["data.root=ident"]))
+    assert gate["sfp.predicted_max_error"] == 0.75 and gate["sfp.predicted_share"] == 1.0 and gate["sfp.enabled"]
 
 
 def test_wandb_goes_online_only_when_logged_in(tmp_path, monkeypatch):

@@ -191,6 +191,30 @@ def test_a_predicted_share_scales_the_predictions_error_on_predicted_steps(ident
     assert not torch.allclose(mixed["explicit"], pred["explicit"]) and not torch.allclose(mixed["explicit"], meas["explicit"])
 
 
+def test_a_max_error_pairs_only_the_frames_the_prediction_gets_close(identity64):
+    """sfp.predicted_max_error=e: on a predicted step a frame reads its predicted AUs only where its predicted
+    mouth opening (AU25, AU26) misses the measured one by at most e (RMS z); a frame further off keeps its
+    measured AUs. The truth is built: one frame's measured AUs are its prediction, another's are 3 spreads away
+    from it on every AU (RMS z 3)."""
+    module = _module(identity64, "sfp.enabled=true", "sfp.predicted_max_error=1.0")
+    batch = _batch(identity64)
+    with torch.no_grad():
+        pred = module.conditions(batch, PREDICTED)["pred_aus"]
+        spread = module.cmmm.meas_std.clamp_min(1e-3)
+        measured = pred.clone()
+        measured[1] = pred[1] + 3 * spread  # 3 spreads away on every AU: RMS z 3
+        b = {**batch, "aus": measured, "predicted_max_error": 1.0}
+        gated = module.conditions(b, PREDICTED)
+        loose = module.conditions({**b, "predicted_max_error": 10.0}, PREDICTED)
+        ungated = module.conditions({**batch, "aus": measured}, PREDICTED)
+    torch.testing.assert_close(gated["explicit"][0], module.cmmm.explicit(pred)[0])
+    torch.testing.assert_close(gated["explicit"][1], module.cmmm.explicit(measured)[1])
+    assert not torch.allclose(gated["explicit"][1], ungated["explicit"][1]), "the far frame is not paired"
+    assert float(gated["predicted_kept"]) == 0.5 and float(loose["predicted_kept"]) == 1.0
+    torch.testing.assert_close(loose["explicit"], ungated["explicit"])  # a wide enough gate pairs every frame
+    assert ungated["predicted_kept"] is None  # driving (no gate in the batch) is unchanged
+
+
 @pytest.mark.parametrize("gate_on", ["gaussian", "token"])
 def test_a_held_explicit_path_takes_no_gradient_on_predicted_steps(identity64, gate_on):
     """sfp.predicted_explicit_grad=false: a predicted step (batch["hold_explicit"]) sends no gradient into the AU

@@ -179,3 +179,14 @@ def test_a_held_explicit_path_is_its_own_run_and_named():
     assert sfp_mod.effective_key(held, 0) != sfp_mod.effective_key(SFPConfig(predicted_share=0.25), 0)
     assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_explicit_grad=False), 0) == ("measured-only",)
     assert sfp_mod.label(held) == "alt-m0.5-p2-s0.25-hx"
+
+
+def test_a_max_error_gate_is_its_own_run_named_and_ranged():
+    from hm_talker.config.fit import load_config
+
+    gated = SFPConfig(predicted_max_error=1.0)
+    assert sfp_mod.effective_key(gated, 0) != sfp_mod.effective_key(SFPConfig(), 0)
+    assert sfp_mod.effective_key(SFPConfig(enabled=False, predicted_max_error=1.0), 0) == ("measured-only",)
+    assert sfp_mod.label(gated) == "alt-m0.5-p2-g1"
+    with pytest.raises(InputError, match="sfp.predicted_max_error"):
+        load_config(None, ["data.root=ident", "sfp.predicted_max_error=-1"])

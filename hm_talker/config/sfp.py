@@ -18,6 +18,7 @@ class SFPConfig:
     predicted_lip_motion: float = 1.0  # scale of loss.lip_motion on predicted-AU steps (0: the landmark target only with measured AUs)
     predicted_share: float = 1.0  # on predicted-AU steps the AUs are measured + share x (predicted - measured): 1 the paper's pairing, below 1 the predictor's errors scaled down (0 < share <= 1)
     predicted_implicit: str = "audio"  # the implicit feature on predicted-AU steps: audio, or silent (at its mean: those steps must render from the predicted AUs alone)
+    predicted_max_error: float = 0.0  # predicted-AU steps pair a frame with its prediction only where the predicted mouth opening (AU25, AU26) misses the measured one by at most this RMS z (in the identity's spread); other frames keep their measured AUs (0: all predicted)
     predicted_explicit_grad: bool = True  # false: on predicted-AU steps the AU encoder and the explicit gates take no gradient (the predictor's errors cannot turn the AU response down; the implicit path and the deformation field learn to cover them)
 
 
@@ -76,7 +77,8 @@ def effective_key(cfg, run_seed: int) -> tuple:
     p = float(cfg.p_measured)
     lm = (float(cfg.predicted_lip_motion), str(getattr(cfg, "predicted_implicit", "audio")),
           float(getattr(cfg, "predicted_share", 1.0)),
-          bool(getattr(cfg, "predicted_explicit_grad", True)))  # what a predicted step trains
+          bool(getattr(cfg, "predicted_explicit_grad", True)),
+          float(getattr(cfg, "predicted_max_error", 0.0)))  # what a predicted step trains
     if cfg.schedule == "alternate":
         k = measured_per_cycle(cfg)
         if k >= cfg.period:
@@ -133,6 +135,9 @@ def label(cfg) -> str:
     blend = f"-s{ps:.3g}" if ps != 1.0 else ""  # predicted steps with a share of the prediction
     if not getattr(cfg, "predicted_explicit_grad", True):
         blend += "-hx"  # predicted steps hold the explicit path (no gradient into the AU encoder and gates)
+    gate = float(getattr(cfg, "predicted_max_error", 0.0))
+    if gate > 0:
+        blend += f"-g{gate:.3g}"  # predicted steps pair only the frames their prediction gets within this error
     if key[0] == "predicted-only":
         return key[0] + blend
     if key[0] == "alternate":

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hm_talker.constants import AU_MAX, AU_NAMES, MEASURED, PREDICTED, UPPER_AU_SOURCES
+from hm_talker.constants import AU_MAX, AU_NAMES, JAW_AU_IDX, MEASURED, PREDICTED, UPPER_AU_SOURCES
 from hm_talker.model.cmmm import CMMM
 from hm_talker.model.head import GaussianHead, face_region
 from hm_talker.render import RenderConfig
@@ -90,6 +90,10 @@ class TalkingHead(nn.Module):
             aus = batch["aus"] if source == MEASURED else out["aus"]
             if source == PREDICTED and "predicted_share" in batch:  # SFP training: the prediction's error, scaled
                 aus = batch["aus"] + batch["predicted_share"] * (out["aus"] - batch["aus"])
+            if source == PREDICTED and "predicted_max_error" in batch:  # SFP training: pair the close frames only
+                keep = self.close_predictions(out["aus"], batch["aus"], batch["predicted_max_error"])
+                aus = batch["aus"] + keep.unsqueeze(1) * (aus - batch["aus"])
+                out["predicted_kept"] = keep.mean()
             with torch.set_grad_enabled(torch.is_grad_enabled() and not batch.get("hold_explicit", False)):
                 explicit = self.cmmm.explicit(aus)  # held (SFP predicted steps): the AU encoder takes no gradient
         upper_source = batch.get("upper_au_source", self.upper_au_source)  # a protocol may choose its own
@@ -98,7 +102,16 @@ class TalkingHead(nn.Module):
         else:
             upper_src = batch["aus"] if upper_source == "frames" else out["aus"]
         return {"implicit": implicit, "explicit": explicit, "upper": upper_src[:, self.upper_au_idx] / AU_MAX,
-                "pred_aus": out["aus"], "raw_aus": out["raw_aus"]}
+                "pred_aus": out["aus"], "raw_aus": out["raw_aus"], "predicted_kept": out.get("predicted_kept")}
+
+    def close_predictions(self, predicted: Tensor, measured: Tensor, max_error: float) -> Tensor:
+        """[B] 1.0 where a frame's predicted mouth opening (AU25, AU26) misses the measured one by at most
+        `max_error` (RMS over the two, each in units of the identity's measured spread), else 0.0
+        (sfp.predicted_max_error)."""
+        spread = self.cmmm.meas_std[JAW_AU_IDX].clamp_min(1e-3)
+        z = (predicted.detach()[:, JAW_AU_IDX] - measured[:, JAW_AU_IDX]) / spread
+        rms = z.pow(2).mean(1).sqrt()
+        return (rms <= max_error).to(measured.dtype)
 
     def deform(self, batch: dict, source: str = PREDICTED, face_grad: bool = True) -> dict:
         """Deformed Gaussians of both branches for every frame of the batch ([B, N, *]).

@@ -145,6 +145,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
             batch = {**batch, "silent_implicit": True}
         if source == PREDICTED and self.cfg.sfp.predicted_share < 1.0:
             batch = {**batch, "predicted_share": self.cfg.sfp.predicted_share}  # measured + share x error
+        if source == PREDICTED and self.cfg.sfp.predicted_max_error > 0:
+            batch = {**batch, "predicted_max_error": self.cfg.sfp.predicted_max_error}  # far predictions stay measured
         if source == PREDICTED and not self.cfg.sfp.predicted_explicit_grad:
             batch = {**batch, "hold_explicit": True}  # the AU encoder and explicit gates learn on measured steps only
         deformed = self.deform(batch, source=source, face_grad=face_grad)
@@ -182,6 +184,9 @@ class HMMMModule(TalkingHead, L.LightningModule):
         logs = {f"train/{k}": v.detach() for k, v in terms.items()}
         logs["train/psnr"] = psnr
         logs["train/objective_measured"] = float(source == MEASURED)  # SFP: which AUs this step paired with
+        kept = deformed["conditions"].get("predicted_kept")
+        if kept is not None:  # sfp.predicted_max_error: share of this predicted step's frames paired with their prediction
+            logs["train/predicted_kept"] = kept.detach()
         logs["train/num_face"] = float(self.face.num)
         logs["train/num_mouth"] = float(self.mouth.num)
         for branch in ("face", "mouth"):
