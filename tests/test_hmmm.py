@@ -244,3 +244,32 @@ def test_a_held_explicit_path_takes_no_gradient_on_predicted_steps(identity64, g
     assert fields_h, "the deformation fields still learn on held steps"
     torch.testing.assert_close(loss_h, loss_u)  # holding changes what learns, not what is drawn
     assert not fusion.hold_explicit, "the hold ends with its step"
+
+
+def test_the_logged_sfp_shares_cover_every_step_since_the_last_log(identity64, tmp_path):
+    """train/objective_measured is the share of measured steps since the last logged step (logged every 4th step
+    of a period-2 cycle it would otherwise read 1.0 every time), and train/predicted_kept the share of predicted
+    steps' frames paired with their prediction (a gate of 100 spreads pairs them all, one of 1e-6 almost none)."""
+    import lightning as L
+
+    from hm_talker.training.fit import fit
+
+    class Logged(L.Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = trainer.global_step - 1
+            if step % 4 == 0:
+                m = trainer.logged_metrics
+                self.seen[step] = (float(m["train/objective_measured"]), float(m.get("train/predicted_kept", -1)))
+
+    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "sfp.enabled=true", "trainer.log_every=4",
+            "trainer.val_every=1000", "trainer.max_steps=9", *SMALL]
+    wide, tight = Logged(), Logged()
+    fit(None, [*args, "run.name=wide", "sfp.predicted_max_error=100"], False, callbacks=[wide])
+    fit(None, [*args, "run.name=tight", "sfp.predicted_max_error=1e-6"], False, callbacks=[tight])
+    # alternate, period 2: even steps measured; step 0 logs itself, steps 4 and 8 the four steps before them
+    assert [wide.seen[s][0] for s in (0, 4, 8)] == [1.0, 0.5, 0.5]
+    assert wide.seen[0][1] == -1 and wide.seen[4][1] == 1.0 and wide.seen[8][1] == 1.0
+    assert tight.seen[4][1] == 0.0 and tight.seen[8][1] == 0.0

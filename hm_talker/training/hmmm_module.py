@@ -58,6 +58,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
         self.sfp = SFPSchedule(replace(cfg.sfp, seed=cfg.sfp.seed + cfg.seed))  # source per step: (seed, step)
         self._val_sums: list[Tensor] = []
         self._colors_done = False
+        # SFP since the last logged step: (measured?, share of frames paired with their prediction or None)
+        self._sfp_window: list[tuple[bool, Tensor | None]] = []
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -150,6 +152,8 @@ class HMMMModule(TalkingHead, L.LightningModule):
         if source == PREDICTED and not self.cfg.sfp.predicted_explicit_grad:
             batch = {**batch, "hold_explicit": True}  # the AU encoder and explicit gates learn on measured steps only
         deformed = self.deform(batch, source=source, face_grad=face_grad)
+        kept = deformed["conditions"].get("predicted_kept")
+        self._sfp_window.append((source == MEASURED, None if kept is None else kept.detach()))
         out = self.render(batch, deformed)
         terms = render_losses(self.cfg.loss, batch, out, deformed, step, self.cfg.seed)
         if self.cfg.loss.lip_motion > 0 and "lip_motion" in batch:
@@ -183,10 +187,14 @@ class HMMMModule(TalkingHead, L.LightningModule):
             psnr = masked_psnr(out["rgb"], batch["image"], out["face_mask"]).mean()
         logs = {f"train/{k}": v.detach() for k, v in terms.items()}
         logs["train/psnr"] = psnr
-        logs["train/objective_measured"] = float(source == MEASURED)  # SFP: which AUs this step paired with
-        kept = deformed["conditions"].get("predicted_kept")
-        if kept is not None:  # sfp.predicted_max_error: share of this predicted step's frames paired with their prediction
-            logs["train/predicted_kept"] = kept.detach()
+        # SFP over the steps since the last log (a log every 10 steps of a period-2 cycle would see measured steps
+        # only): the share paired with measured AUs, and under sfp.predicted_max_error the share of the predicted
+        # steps' frames paired with their prediction
+        window, self._sfp_window = self._sfp_window or [(source == MEASURED, None)], []
+        logs["train/objective_measured"] = sum(m for m, _ in window) / len(window)
+        kept = [k for _, k in window if k is not None]
+        if kept:
+            logs["train/predicted_kept"] = torch.stack(kept).mean()
         logs["train/num_face"] = float(self.face.num)
         logs["train/num_mouth"] = float(self.mouth.num)
         for branch in ("face", "mouth"):
