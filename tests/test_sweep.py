@@ -77,6 +77,16 @@ def test_sfp_share_sweep_is_sfp_off_and_three_doses_each_named_by_its_share():
     assert all("eval.deaf_control=true" in r and "cmmm.ckpt=stage1.ckpt" in r for r in runs)
 
 
+def test_sfp_gate_sweep_is_sfp_off_the_pairing_and_two_gates_each_named_by_its_gate():
+    runs = _dry_run("sweeps/sfp_gate.yaml", "data.root=ident", "run.dir=runs", "cmmm.ckpt=stage1.ckpt")
+    assert len(runs) == 4 * 2  # SFP off, the ungated pairing and gates 0.5 / 0.75, 2 seeds
+    names = [_name(r) for r in runs]
+    assert len(set(names)) == len(runs)
+    labels = {n.split("sfp-gate-", 1)[1].rsplit("-", 2)[0]: r for n, r in zip(names, runs)}
+    assert sorted(labels) == ["alt-m0.5-p2", "alt-m0.5-p2-g0.5", "alt-m0.5-p2-g0.75", "measured-only"]
+    assert "sfp.predicted_max_error=0.75" in labels["alt-m0.5-p2-g0.75"]
+
+
 @pytest.mark.parametrize("spec_file,count", [("sfp_ablation.yaml", None), ("sfp_random.yaml", 12)])
 def test_shipped_sfp_specs_train_a_different_sequence_in_every_run(spec_file, count):
     """Each run's effective config from the real loader (fit's own load_config on the run's overrides), its
