@@ -153,3 +153,25 @@ def test_every_ddp_rank_logs_the_same_lip_sync_values(synthetic_identity, refere
     assert sorted(p.name for p in (tmp_path / "ddp" / "val").glob("*cross*")) == [
         "step_000004_cross-other_speaker-deaf.mp4", "step_000004_cross-other_speaker.mouth.npz",
         "step_000004_cross-other_speaker.mp4"]
+
+
+def test_what_a_fit_validates_on_does_not_change_what_it_trains(identity64, reference, tmp_path):
+    """Two fits of one seed, one validated every 4 steps on another speaker (and deaf), one on its own held-out
+    frames only, end with the same weights: validating on other speech (its renders, the deaf control, its data
+    loaders, mediapipe) changes neither the model nor the draws of the training after it (32-frame batches:
+    an epoch of the 136 training frames is about 4 steps, so the shuffle is drawn again after a validation)."""
+    import torch
+
+    from hm_talker.safe_read import load_checkpoint
+    from hm_talker.training.fit import fit
+
+    args = [f"data.root={identity64}", f"run.dir={tmp_path}", "trainer.max_steps=8", "trainer.val_every=4", *SMALL,
+            "data.batch_size=32"]
+    crossed = fit(None, [*args, "run.name=crossed", f"eval.drive_video={reference}", "eval.deaf_control=true"], False)
+    plain = fit(None, [*args, "run.name=plain"], False)
+    a = load_checkpoint(crossed / "checkpoints" / "last.ckpt")["state_dict"]
+    b = load_checkpoint(plain / "checkpoints" / "last.ckpt")["state_dict"]
+    assert a.keys() == b.keys()
+    moved = [k for k in a if a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]
+    assert not moved, f"weights that differ: {moved[:5]}"
+    assert list((crossed / "val").glob("*_cross-*.mp4")), "the first fit did validate on the other speaker"
