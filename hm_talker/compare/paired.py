@@ -150,14 +150,14 @@ def _psnr_cell(r: dict) -> str:
 def mean_over_pairs(diffs: list[float]) -> tuple[float, float | None, float | None]:
     """Mean of the pairs' differences with a 95 % Student t interval over the pairs (None, None below 3 pairs
     or with no spread): each pair is one observation of the configuration's effect."""
-    from scipy.stats import t as student_t
+    from hm_talker.metrics.frame_paired import t_half_width
 
     d = np.asarray(diffs, dtype=float)
     mean = float(d.mean())
     sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
     if len(d) < 3 or sd < 1e-12:  # no spread (float rounding aside): no interval
         return mean, None, None
-    half = float(student_t.ppf(0.975, len(d) - 1)) * sd / np.sqrt(len(d))
+    half = t_half_width(sd, len(d))
     return mean, mean - half, mean + half
 
 

@@ -32,11 +32,16 @@ def effective_count(d: np.ndarray) -> float:
     return n * (1.0 - rho) / (1.0 + rho)
 
 
+def t_half_width(sd: float, n: float) -> float:
+    """Half-width of the 95 % Student t interval of a mean: sd of the observations, n (effective) of them."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, n - 1.0)) * sd / float(np.sqrt(n))
+
+
 def paired_mean_difference(name: str, a, b) -> tuple[dict, str | None]:
     """``{name_a, name_b, name_diff, name_diff_lo, name_diff_hi}`` (means over the frames scored in both, B - A
     with its 95 % interval) and why a value is None (or None)."""
-    from scipy.stats import t as student_t
-
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
@@ -52,9 +57,9 @@ def paired_mean_difference(name: str, a, b) -> tuple[dict, str | None]:
         return out, "fewer than 4 independent frames"
     if float(np.nanstd(d)) == 0.0:  # a constant offset (e.g. both at the psnr cap) has no spread to judge it by
         return out, "the difference is the same in every frame"
-    half = float(student_t.ppf(0.975, n_eff - 1.0)) * float(np.nanstd(d, ddof=1)) / np.sqrt(n_eff)
+    half = t_half_width(float(np.nanstd(d, ddof=1)), n_eff)
     out[name + "_diff_lo"], out[name + "_diff_hi"] = mean - half, mean + half
     return out, None
 
 
-__all__ = ["FRAME_PAIR_SUFFIXES", "effective_count", "paired_mean_difference"]
+__all__ = ["FRAME_PAIR_SUFFIXES", "effective_count", "paired_mean_difference", "t_half_width"]

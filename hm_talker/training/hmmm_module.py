@@ -190,7 +190,7 @@ class HMMMModule(TalkingHead, L.LightningModule):
         # SFP over the steps since the last log (a log every 10 steps of a period-2 cycle would see measured steps
         # only): the share paired with measured AUs, and under sfp.predicted_max_error the share of the predicted
         # steps' frames paired with their prediction
-        window, self._sfp_window = self._sfp_window or [(source == MEASURED, None)], []
+        window, self._sfp_window = self._sfp_window, []  # training_step appended this step before logging
         logs["train/objective_measured"] = sum(m for m, _ in window) / len(window)
         kept = [k for _, k in window if k is not None]
         if kept:
