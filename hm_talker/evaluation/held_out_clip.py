@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from hm_talker.errors import InputError
 
 
@@ -25,6 +23,7 @@ def write_held_out_clip(data, out) -> dict:
 
     from hm_talker.data.identity import IdentityFrames, held_out_frames, load_manifest
     from hm_talker.driving.speech import sound_of_frames
+    from hm_talker.model.talking_head import to_uint8
 
     root, out = Path(data), Path(out)
     manifest = load_manifest(root)
@@ -39,8 +38,7 @@ def write_held_out_clip(data, out) -> dict:
     sf.write(str(out / "sound.wav"), sound, sample_rate)
     stored = IdentityFrames(root, manifest)
     for k, i in enumerate(frames):
-        chw = stored[i]["image"].numpy()  # [3, H, W] in [0, 1], decoded from the shard's 8-bit image
-        rgb = np.rint(chw.transpose(1, 2, 0) * 255).astype(np.uint8)
+        rgb = to_uint8(stored[i]["image"][None])[0]  # the shard's 8-bit image, decoded to [0, 1] and back
         Image.fromarray(rgb).save(out / "frames" / f"{k:06d}.png")
     return {"frames": len(frames), "first": frames[0], "fps": manifest["fps"], "sample_rate": sample_rate,
             "seconds": len(sound) / sample_rate}
