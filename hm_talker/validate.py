@@ -66,6 +66,7 @@ PREPROCESS_RANGES: dict[str, tuple] = {
     "size": (32, 4096), "fps": (1, 240), "sample_rate": (8000, 192_000), "analysis_size": (32, 8192),
     "max_faces": (1, 64), "min_detection_confidence": (0.0, 1.0), "max_missing_fraction": (0.0, 1.0),
     "max_gap_frames": (0, INF), "crop_scale": (0.1, 100.0), "crop_center_y": (-1.0, 1.0), "crop_outside_warn": (0.0, 1.0),
+    "letterbox_level": (0, 255),
     "crop_smooth_sigma": (0.0, INF), "pose_smooth_sigma": (0.0, INF), "focal_ratio": (0.01, 1000.0),
     "audio_features": ("mel", "hubert", "wav2vec2"), "n_mels": (1, 1024), "mel_hop": (1, 1 << 16),
     "mel_win": (1, 1 << 16), "mel_fmin": (0.0, INF), "mel_fmax": (0.0, INF), "window_frames": (1, 1024),

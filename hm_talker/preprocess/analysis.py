@@ -14,7 +14,7 @@ from hm_talker.preprocess.config import PreprocessConfig
 from hm_talker.preprocess.landmarks import FaceMeshTracker
 from hm_talker.preprocess.media import (VideoInfo, audio_from_video, iter_frames, load_audio,
                                         prefetch, probe_video, resample_indices, rms_dbfs, scaled_size)
-from hm_talker.preprocess.track import interpolate_gaps, missing_runs
+from hm_talker.preprocess.track import interpolate_gaps, missing_runs, picture_region
 
 log = logging.getLogger("hm_talker")
 
@@ -28,6 +28,7 @@ class ClipAnalysis:
     missing: int  # frames whose face was interpolated
     audio_source: str
     trimmed_frames: int  # video frames dropped because the sound was shorter
+    picture: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (source pixels) without black bars
 
 
 def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):
@@ -69,10 +70,14 @@ def analyse_clip(video: Path, audio_path: Path | None, cfg: PreprocessConfig) ->
     size = scaled_size(info.width, info.height, cfg.analysis_size)
     sx, sy = info.width / size[0], info.height / size[1]
     to_source = np.array([sx, sy, sx], dtype=np.float32)  # back to source pixels (z scales like x)
+    row_max = np.zeros(size[1], np.uint8)  # brightest pixel of each row / column over every frame: black bars
+    col_max = np.zeros(size[0], np.uint8)
     bar = tqdm(total=len(idx), desc=f"landmarks {video.name}", unit="frame", leave=False)
     with FaceMeshTracker(cfg.max_faces, cfg.min_detection_confidence) as tracker:
         i = 0
         for chunk in prefetch(iter_frames(video, idx, size, cfg.chunk_frames, cfg.decode_threads)):
+            np.maximum(row_max, chunk.max(axis=(0, 2, 3)), out=row_max)
+            np.maximum(col_max, chunk.max(axis=(0, 1, 3)), out=col_max)
             for frame in chunk:
                 p = tracker(frame)
                 if p is not None:
@@ -90,4 +95,5 @@ def analyse_clip(video: Path, audio_path: Path | None, cfg: PreprocessConfig) ->
                                 f"limits {cfg.max_missing_fraction:.0%} and {cfg.max_gap_frames} frames)")
     if n_miss:
         log.warning("%s: no face in %d frames: interpolated from their neighbours", video, n_miss)
-    return ClipAnalysis(info, idx, audio, interpolate_gaps(lms), n_miss, audio_src, trimmed)
+    picture = picture_region(row_max, col_max, cfg.letterbox_level, info.width, info.height)
+    return ClipAnalysis(info, idx, audio, interpolate_gaps(lms), n_miss, audio_src, trimmed, picture)

@@ -16,7 +16,8 @@ class PreprocessConfig:
     crop_center_y: float = -0.05  # vertical shift of the crop centre, in crop sides (negative = up)
     crop_smooth_sigma: float = 4.0  # Gaussian smoothing of the crop centre over time, in frames
     crop_outside_warn: float = 0.05  # warn when more than this share of a frame's crop lies outside the video (its pixels repeat the edge: streaks)
-    crop_inside: bool = False  # move each crop box inside the video (shrunk to it if larger): no repeated edge pixels, the head off-centre near an edge
+    letterbox_level: int = 16  # a border row/column whose brightest pixel stays at or below this (0-255) in every analysed frame is a black bar (letterbox), not picture
+    crop_inside: bool = False  # move each crop box inside the video's picture (off its black bars; shrunk to it if larger): no repeated edge pixels, the head off-centre near an edge
     pose_smooth_sigma: float = 1.0  # Gaussian smoothing of head rotation/translation, in frames
     focal_ratio: float = 2.0  # camera focal length in units of the output side (long focal ~ weak perspective)
     audio_features: str = "mel"  # mel | hubert | wav2vec2

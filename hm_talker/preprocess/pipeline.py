@@ -26,11 +26,12 @@ from hm_talker.preprocess.av_offset import align_sound
 from hm_talker.preprocess.audio_features import frame_start, log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
+from hm_talker.preprocess.crop_checks import picture_of, report_crop_on_bars, report_crop_outside
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.speech_features import SPEECH_KIND, formants_of, speech_features_of
-from hm_talker.preprocess.track import crop_boxes, crop_frame, fit_inside, outside_fraction, to_crop_coords
+from hm_talker.preprocess.track import crop_boxes, crop_frame, fit_inside, to_crop_coords
 from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
 from hm_talker.safe_read import read_json
 from hm_talker.validate import check_preprocess_config
@@ -60,7 +61,7 @@ def list_videos(inputs) -> list[Path]:
 # (sound warnings; k rows per frame at 25 fps): left out of the fingerprint while at the default,
 # so an identity made before them is still up to date
 LATER_FIELDS = ("clip_level", "max_clipped_fraction", "max_constant_fraction", "audio_rows_fps", "crop_outside_warn",
-                "crop_inside")
+                "crop_inside", "letterbox_level")
 
 
 def fingerprint(videos: list[Path], audio: Path | None, cfg: PreprocessConfig) -> str:
@@ -91,25 +92,6 @@ def versions() -> dict:
 
 
 
-def report_crop_outside(clips, boxes: np.ndarray, clip_ids: np.ndarray, warn_above: float,
-                        crop_scale: float) -> list[float]:
-    """Per clip, the largest share of a frame's crop box outside the video (filled with repeated edge pixels);
-    one warning per clip where it exceeds `warn_above`, naming how to avoid it."""
-    worst = []
-    for cid, c in enumerate(clips):
-        sel = clip_ids == cid
-        frac = outside_fraction(boxes[sel], c.info.width, c.info.height)
-        worst.append(float(frac.max()) if frac.size else 0.0)
-        over = int((frac > warn_above).sum())
-        if over:
-            log.warning("%s: up to %.0f %% of the square crop lies outside the video on %d of %d frames; those "
-                        "pixels repeat the frame's edge and show as streaks in every output. --set crop_inside=true "
-                        "(the box moved inside the video), a smaller crop (--set crop_scale=..., now %g x the face) "
-                        "or a shot with more room around the head avoids it",
-                        Path(c.info.path).name, 100 * worst[-1], over, int(sel.sum()), crop_scale)
-    return worst
-
-
 def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[str, np.ndarray]:
     """Per-frame arrays of the whole identity (small: no images)."""
     clip_ids = np.concatenate([np.full(len(c.src_indices), i) for i, c in enumerate(clips)])
@@ -117,8 +99,10 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
     boxes = crop_boxes(lms, cfg.crop_scale, cfg.crop_center_y, cfg.crop_smooth_sigma, clip_ids)
     if cfg.crop_inside:
         for cid, c in enumerate(clips):
-            boxes[clip_ids == cid] = fit_inside(boxes[clip_ids == cid], c.info.width, c.info.height)
+            x0, y0, x1, y1 = picture_of(c)
+            boxes[clip_ids == cid] = fit_inside(boxes[clip_ids == cid], x1 - x0, y1 - y0, x0, y0)
     crop_outside = report_crop_outside(clips, boxes, clip_ids, cfg.crop_outside_warn, cfg.crop_scale)
+    crop_on_bars = report_crop_on_bars(clips, boxes, clip_ids, cfg.crop_outside_warn)
     lms_crop = np.stack([to_crop_coords(p, b, cfg.size) for p, b in zip(lms, boxes)])
     shape = mean_shape(lms_crop)
     ext, K, canon = head_poses(lms_crop, shape, cfg.size, cfg.focal_ratio, cfg.pose_smooth_sigma, clip_ids)
@@ -150,6 +134,7 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
         "canonical": canon, "extrinsics": ext, "intrinsics": K, "boxes": boxes.astype(np.float32),
         "clip_ids": clip_ids.astype(np.int32), "src_frames": np.concatenate([c.src_indices for c in clips]),
         "mean_shape": shape.astype(np.float32), "_calibration": calib.to_dict(), "_crop_outside": crop_outside,
+        "_crop_on_bars": crop_on_bars,
     }
 
 
@@ -336,9 +321,11 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
                    "source_fps": round(c.info.fps, 4), "source_frames": c.info.num_frames,
                    "source_size": [c.info.width, c.info.height], "audio": c.audio_source,
                    "face_missing_frames": c.missing, "trimmed_frames": c.trimmed_frames, "av_offset": off,
-                   "crop_outside_max": round(out_max, 4)}  # share of a crop filled by repeated edge pixels
-                  for v, c, st, off, out_max in zip(videos, clips, starts, feats["_av_offsets"],
-                                                    feats["_crop_outside"])],
+                   "crop_outside_max": round(out_max, 4),  # share of a crop filled by repeated edge pixels
+                   "picture": [round(v) for v in picture_of(c)],  # x0, y0, x1, y1: the frame less black bars
+                   "crop_on_bars_max": round(bars_max, 4)}  # share of a crop on those black bars
+                  for v, c, st, off, out_max, bars_max in zip(videos, clips, starts, feats["_av_offsets"],
+                                                              feats["_crop_outside"], feats["_crop_on_bars"])],
         "features": {
             "image": {"ext": cfg.image_format, "shape": [cfg.size, cfg.size, 3]},
             "masks": {"ext": "png", "shape": [cfg.size, cfg.size], "bits": MASK_NAMES},

@@ -53,21 +53,40 @@ def crop_boxes(lms: np.ndarray, scale: float, center_y: float, sigma: float,
 def outside_fraction(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """[T] share of each square crop box ([T, 3]: cx, cy, side in source pixels) lying outside a width x height
     frame: :func:`crop_frame` fills it by repeating the frame's edge pixels (streaks in every output)."""
+    return off_region_fraction(boxes, (0.0, 0.0, float(width), float(height)))
+
+
+def off_region_fraction(boxes: np.ndarray, region) -> np.ndarray:
+    """[T] share of each square crop box ([T, 3]: cx, cy, side) lying outside `region` (x0, y0, x1, y1)."""
     b = np.asarray(boxes, np.float64)
+    x0, y0, x1, y1 = (float(v) for v in region)
     half = b[:, 2] / 2
-    inside_w = np.clip(np.minimum(b[:, 0] + half, width) - np.maximum(b[:, 0] - half, 0), 0, None)
-    inside_h = np.clip(np.minimum(b[:, 1] + half, height) - np.maximum(b[:, 1] - half, 0), 0, None)
+    inside_w = np.clip(np.minimum(b[:, 0] + half, x1) - np.maximum(b[:, 0] - half, x0), 0, None)
+    inside_h = np.clip(np.minimum(b[:, 1] + half, y1) - np.maximum(b[:, 1] - half, y0), 0, None)
     return np.clip(1.0 - inside_w * inside_h / np.maximum(b[:, 2] ** 2, 1e-12), 0.0, 1.0)  # no -1e-16 from rounding
 
 
-def fit_inside(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Square boxes ([T, 3]: cx, cy, side) moved the least distance that puts them inside a width x height frame,
-    a side larger than the frame's short side shrunk to it (preprocess --set crop_inside=true)."""
+def picture_region(row_max: np.ndarray, col_max: np.ndarray, level: int, width: int, height: int):
+    """(x0, y0, x1, y1) in source pixels of a width x height video's picture: its frame less the border rows and
+    columns whose brightest pixel (`row_max` [H'], `col_max` [W'] over every analysed frame, decoded at H' x W')
+    stayed at or below `level` (letterbox / pillarbox bars). The whole frame when nothing is brighter than
+    `level` (a dark video is not all bar)."""
+    rows, cols = np.flatnonzero(np.asarray(row_max) > level), np.flatnonzero(np.asarray(col_max) > level)
+    if rows.size == 0 or cols.size == 0:
+        return 0.0, 0.0, float(width), float(height)
+    sy, sx = height / len(row_max), width / len(col_max)
+    return float(cols[0] * sx), float(rows[0] * sy), float((cols[-1] + 1) * sx), float((rows[-1] + 1) * sy)
+
+
+def fit_inside(boxes: np.ndarray, width: float, height: float, x0: float = 0.0, y0: float = 0.0) -> np.ndarray:
+    """Square boxes ([T, 3]: cx, cy, side) moved the least distance that puts them inside the width x height
+    region at (x0, y0) (the frame, or its picture without black bars), a side larger than the region's short
+    side shrunk to it (preprocess --set crop_inside=true)."""
     b = np.asarray(boxes, np.float64).copy()
     b[:, 2] = np.minimum(b[:, 2], min(width, height))
     half = b[:, 2] / 2
-    b[:, 0] = np.clip(b[:, 0], half, width - half)
-    b[:, 1] = np.clip(b[:, 1], half, height - half)
+    b[:, 0] = np.clip(b[:, 0], x0 + half, x0 + width - half)
+    b[:, 1] = np.clip(b[:, 1], y0 + half, y0 + height - half)
     return b
 
 
