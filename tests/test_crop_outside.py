@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hm_talker.preprocess.pipeline import report_crop_outside
-from hm_talker.preprocess.track import crop_frame, fit_inside, outside_fraction
+from hm_talker.preprocess.track import crop_frame, fit_into_region, outside_fraction
 
 
 def test_the_share_outside_is_the_boxes_geometry():
@@ -43,10 +43,10 @@ def test_one_warning_per_clip_that_reaches_out_naming_it(caplog):
 
 def test_crop_inside_moves_each_box_the_least_into_the_frame():
     boxes = np.array([[50, 90, 40], [50, 50, 40], [5, 95, 40], [50, 50, 200]], np.float64)
-    moved = fit_inside(boxes, 100, 100)
+    moved = fit_into_region(boxes, (0, 0, 100, 100))
     np.testing.assert_allclose(moved, [[50, 80, 40], [50, 50, 40], [20, 80, 40], [50, 50, 100]])
     assert (outside_fraction(moved, 100, 100) == 0).all()
-    wide = fit_inside(np.array([[10, 50, 80]]), 200, 100)  # a landscape frame: only x moves
+    wide = fit_into_region(np.array([[10, 50, 80]]), (0, 0, 200, 100))  # a landscape frame: only x moves
     np.testing.assert_allclose(wide, [[40, 50, 80]])
 
 

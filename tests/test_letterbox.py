@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import ffmpeg
 
-from hm_talker.preprocess.track import fit_inside, off_region_fraction, picture_region
+from hm_talker.preprocess.track import fit_into_region, off_region_fraction, picture_region
 
 BAR = 48  # rows of black added above and below the 256 x 256 synthetic clip
 
@@ -20,7 +20,7 @@ def test_the_picture_is_the_frame_less_its_dark_border_rows_and_columns():
     cols = np.r_[np.full(150, 90), np.full(10, 16)]  # the last 10 of 160 columns at the level: bar
     assert picture_region(rows, cols, 16, 320, 200) == (0.0, 20.0, 300.0, 180.0)
     assert picture_region(np.zeros(100), cols, 16, 320, 200) == (0.0, 0.0, 320.0, 200.0)  # all dark: no bars
-    inside = fit_inside(np.array([[160.0, 30.0, 100.0], [250.0, 100.0, 300.0]]), 300, 160, 0, 20)
+    inside = fit_into_region(np.array([[160.0, 30.0, 100.0], [250.0, 100.0, 300.0]]), (0, 20, 300, 180))
     np.testing.assert_allclose(inside, [[160, 70, 100], [220, 100, 160]])
     assert (off_region_fraction(inside, (0, 20, 300, 180)) == 0).all()
 

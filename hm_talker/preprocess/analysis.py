@@ -28,7 +28,7 @@ class ClipAnalysis:
     missing: int  # frames whose face was interpolated
     audio_source: str
     trimmed_frames: int  # video frames dropped because the sound was shorter
-    picture: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 (source pixels) without black bars
+    picture: tuple[float, float, float, float]  # x0, y0, x1, y1 (source pixels): the frame less its black bars
 
 
 def check_media(video: Path, audio_path: Path | None, cfg: PreprocessConfig):

@@ -41,12 +41,7 @@ def outside_share(clip, boxes: np.ndarray) -> np.ndarray:
 
 def bars_share(clip, boxes: np.ndarray) -> np.ndarray:
     """Share of each box inside the frame but outside its picture (on the black bars)."""
-    return off_region_fraction(boxes, picture_of(clip)) - outside_share(clip, boxes)
-
-
-def picture_of(clip) -> tuple[float, float, float, float]:
-    """The clip's picture (x0, y0, x1, y1, source pixels): its frame less black bars; the frame if not measured."""
-    return clip.picture if getattr(clip, "picture", None) else (0.0, 0.0, float(clip.info.width), float(clip.info.height))
+    return off_region_fraction(boxes, clip.picture) - outside_share(clip, boxes)
 
 
 def report_crop_on_bars(clips, boxes: np.ndarray, clip_ids: np.ndarray, warn_above: float) -> list[float]:
@@ -56,7 +51,7 @@ def report_crop_on_bars(clips, boxes: np.ndarray, clip_ids: np.ndarray, warn_abo
     for c, top, over, n in per_clip_shares(clips, boxes, clip_ids, bars_share, warn_above):
         worst.append(top)
         if over:
-            (x0, y0, x1, y1), w, h = picture_of(c), c.info.width, c.info.height
+            (x0, y0, x1, y1), w, h = c.picture, c.info.width, c.info.height
             log.warning("%s: the video has black bars (%d rows at the top, %d at the bottom, %d columns left, %d "
                         "right: a letterbox, or a backdrop that stays black) and up to %.0f %% of the square crop "
                         "lies on them on %d of %d frames: a black band in every output. --set crop_inside=true "

@@ -26,12 +26,12 @@ from hm_talker.preprocess.av_offset import align_sound
 from hm_talker.preprocess.audio_features import frame_start, log_mel, ssl_features
 from hm_talker.preprocess.aus import AUCalibration, read_openface_csv
 from hm_talker.preprocess.config import PreprocessConfig
-from hm_talker.preprocess.crop_checks import picture_of, report_crop_on_bars, report_crop_outside
+from hm_talker.preprocess.crop_checks import report_crop_on_bars, report_crop_outside
 from hm_talker.preprocess.masks import MASK_NAMES, draw_masks, pack_masks
 from hm_talker.preprocess.media import iter_frames, prefetch, scaled_size
 from hm_talker.preprocess.pose import head_poses, mean_shape
 from hm_talker.preprocess.speech_features import SPEECH_KIND, formants_of, speech_features_of
-from hm_talker.preprocess.track import crop_boxes, crop_frame, fit_inside, to_crop_coords
+from hm_talker.preprocess.track import crop_boxes, crop_frame, fit_into_region, to_crop_coords
 from hm_talker.safe_output import check_writable_dir, remove_new_entries, write_marker
 from hm_talker.safe_read import read_json
 from hm_talker.validate import check_preprocess_config
@@ -99,8 +99,7 @@ def compute_features(clips: list[ClipAnalysis], cfg: PreprocessConfig) -> dict[s
     boxes = crop_boxes(lms, cfg.crop_scale, cfg.crop_center_y, cfg.crop_smooth_sigma, clip_ids)
     if cfg.crop_inside:
         for cid, c in enumerate(clips):
-            x0, y0, x1, y1 = picture_of(c)
-            boxes[clip_ids == cid] = fit_inside(boxes[clip_ids == cid], x1 - x0, y1 - y0, x0, y0)
+            boxes[clip_ids == cid] = fit_into_region(boxes[clip_ids == cid], c.picture)
     crop_outside = report_crop_outside(clips, boxes, clip_ids, cfg.crop_outside_warn, cfg.crop_scale)
     crop_on_bars = report_crop_on_bars(clips, boxes, clip_ids, cfg.crop_outside_warn)
     lms_crop = np.stack([to_crop_coords(p, b, cfg.size) for p, b in zip(lms, boxes)])
@@ -322,7 +321,7 @@ def build_manifest(out, clips, feats, cfg, fp, videos, plan) -> dict:
                    "source_size": [c.info.width, c.info.height], "audio": c.audio_source,
                    "face_missing_frames": c.missing, "trimmed_frames": c.trimmed_frames, "av_offset": off,
                    "crop_outside_max": round(out_max, 4),  # share of a crop filled by repeated edge pixels
-                   "picture": [round(v) for v in picture_of(c)],  # x0, y0, x1, y1: the frame less black bars
+                   "picture": [round(v) for v in c.picture],  # x0, y0, x1, y1: the frame less black bars
                    "crop_on_bars_max": round(bars_max, 4)}  # share of a crop on those black bars
                   for v, c, st, off, out_max, bars_max in zip(videos, clips, starts, feats["_av_offsets"],
                                                               feats["_crop_outside"], feats["_crop_on_bars"])],

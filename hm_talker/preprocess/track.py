@@ -78,15 +78,16 @@ def picture_region(row_max: np.ndarray, col_max: np.ndarray, level: int, width: 
     return float(cols[0] * sx), float(rows[0] * sy), float((cols[-1] + 1) * sx), float((rows[-1] + 1) * sy)
 
 
-def fit_inside(boxes: np.ndarray, width: float, height: float, x0: float = 0.0, y0: float = 0.0) -> np.ndarray:
-    """Square boxes ([T, 3]: cx, cy, side) moved the least distance that puts them inside the width x height
-    region at (x0, y0) (the frame, or its picture without black bars), a side larger than the region's short
-    side shrunk to it (preprocess --set crop_inside=true)."""
+def fit_into_region(boxes: np.ndarray, region) -> np.ndarray:
+    """Square boxes ([T, 3]: cx, cy, side) moved the least distance that puts them inside `region` (x0, y0, x1, y1:
+    the frame, or its picture without black bars), a side larger than the region's short side shrunk to it
+    (preprocess --set crop_inside=true)."""
+    x0, y0, x1, y1 = (float(v) for v in region)
     b = np.asarray(boxes, np.float64).copy()
-    b[:, 2] = np.minimum(b[:, 2], min(width, height))
+    b[:, 2] = np.minimum(b[:, 2], min(x1 - x0, y1 - y0))
     half = b[:, 2] / 2
-    b[:, 0] = np.clip(b[:, 0], x0 + half, x0 + width - half)
-    b[:, 1] = np.clip(b[:, 1], y0 + half, y0 + height - half)
+    b[:, 0] = np.clip(b[:, 0], x0 + half, x1 - half)
+    b[:, 1] = np.clip(b[:, 1], y0 + half, y1 - half)
     return b
 
 
